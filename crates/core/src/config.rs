@@ -1,0 +1,434 @@
+//! The pipeline configuration (`pipelines/*.toml`) that every stage reads.
+//!
+//! Unknown keys and wrong types are refused with the file, line and key named, so a typo never
+//! silently falls back to a default. Relative paths are relative to the working directory
+//! (the repository root when run through `just`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::io::write_bytes_atomic;
+use crate::{Channel, CoreError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pipeline {
+    /// Short name, recorded in every manifest.
+    pub name: String,
+    /// Seed for the simulator, the train/validation split, initialisation and shuffling.
+    pub seed: u64,
+    /// Root of the artifacts; each stage writes `<artifacts>/<stage>/`.
+    pub artifacts: PathBuf,
+    pub simulate: SimulateConfig,
+    pub data: DataConfig,
+    pub features: FeaturesConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline {
+            name: "default".into(),
+            seed: 42,
+            artifacts: "artifacts".into(),
+            simulate: SimulateConfig::default(),
+            data: DataConfig::default(),
+            features: FeaturesConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+/// The stamp simulator (`just data`): how many candidates and which mixture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulateConfig {
+    /// Where `train/`, `test/` and `test_labels.csv` are written.
+    pub out_dir: PathBuf,
+    pub train_candidates: usize,
+    pub test_candidates: usize,
+    /// Fraction of candidates that are real (label 1).
+    pub real_fraction: f64,
+    /// Relative weights of the kinds of real candidates.
+    pub real_mix: RealMix,
+    /// Relative weights of the kinds of bogus candidates.
+    pub bogus_mix: BogusMix,
+}
+
+impl Default for SimulateConfig {
+    fn default() -> Self {
+        SimulateConfig {
+            out_dir: "data/sim".into(),
+            train_candidates: 4026,
+            test_candidates: 2000,
+            real_fraction: 0.5,
+            real_mix: RealMix::default(),
+            bogus_mix: BogusMix::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealMix {
+    /// A new point source on empty sky.
+    pub empty_sky: f64,
+    /// A new point source on a galaxy present in both images.
+    pub host_galaxy: f64,
+    /// A star present in the template that brightens.
+    pub variable_star: f64,
+}
+
+impl Default for RealMix {
+    fn default() -> Self {
+        RealMix { empty_sky: 0.45, host_galaxy: 0.35, variable_star: 0.2 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BogusMix {
+    /// Misregistration, PSF-mismatch and flux-scale residuals (dipoles, rings) around stars.
+    pub subtraction_residual: f64,
+    /// Cosmic-ray hits and short tracks in the science or template image.
+    pub cosmic_ray: f64,
+    /// Hot pixels and bad columns.
+    pub detector_defect: f64,
+    /// Residuals of saturated stars.
+    pub saturated_star: f64,
+    /// Noise fluctuations at the detection threshold.
+    pub noise: f64,
+    /// Defects in the template, seen as negative flux in the difference.
+    pub template_defect: f64,
+}
+
+impl Default for BogusMix {
+    fn default() -> Self {
+        BogusMix {
+            subtraction_residual: 0.35,
+            cosmic_ray: 0.2,
+            detector_defect: 0.12,
+            saturated_star: 0.08,
+            noise: 0.15,
+            template_defect: 0.1,
+        }
+    }
+}
+
+/// How candidate CSVs are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// A header row; the first column is the candidate id, then 441 pixel columns.
+    /// The labels file has the columns `<id_column>,label`.
+    IdHeader,
+    /// No header; exactly 441 pixel columns, candidates aligned by row across the files.
+    /// The labels file has one column, one row per candidate.
+    Plain,
+}
+
+/// File names of the channel CSVs and the labels inside a split's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelFiles {
+    pub template: String,
+    pub science: String,
+    pub difference: String,
+    pub snr_difference: String,
+    pub labels: String,
+}
+
+impl Default for ChannelFiles {
+    fn default() -> Self {
+        ChannelFiles {
+            template: "template.csv".into(),
+            science: "science.csv".into(),
+            difference: "difference.csv".into(),
+            snr_difference: "snr_difference.csv".into(),
+            labels: "labels.csv".into(),
+        }
+    }
+}
+
+impl ChannelFiles {
+    pub fn channel(&self, channel: Channel) -> &str {
+        match channel {
+            Channel::Template => &self.template,
+            Channel::Science => &self.science,
+            Channel::Difference => &self.difference,
+            Channel::SnrDifference => &self.snr_difference,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Directory holding the channel CSVs (and labels when `labelled`).
+    pub dir: PathBuf,
+    /// Whether the split has a labels file.
+    pub labelled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub layout: Layout,
+    /// Name of the id column in the `id_header` layout.
+    pub id_column: String,
+    pub files: ChannelFiles,
+    /// The splits to ingest, by name (`train` is what `train` learns from).
+    pub splits: BTreeMap<String, SplitConfig>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        let split = |dir: &str, labelled| SplitConfig { dir: dir.into(), labelled };
+        DataConfig {
+            layout: Layout::IdHeader,
+            id_column: "id".into(),
+            files: ChannelFiles::default(),
+            splits: BTreeMap::from([
+                ("train".to_string(), split("data/sim/train", true)),
+                ("test".to_string(), split("data/sim/test", false)),
+            ]),
+        }
+    }
+}
+
+/// How stamps are scaled before they reach a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalisation {
+    /// Raw values.
+    None,
+    /// Each channel of each stamp scaled to [0, 1] by its own min and max (as Deep-HiTS).
+    MinmaxPerStamp,
+    /// Per channel: subtract the mean and divide by the standard deviation of the
+    /// training split; the statistics are stored and reused for every other split.
+    Zscore,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesConfig {
+    pub normalisation: Normalisation,
+    /// The split whose statistics define `zscore` normalisation.
+    pub statistics_split: String,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig { normalisation: Normalisation::MinmaxPerStamp, statistics_split: "train".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// The reference Keras notebook's CNN (41,986 parameters).
+    SeedCnn,
+    /// Rotation-invariant CNN after Enhanced Deep-HiTS (Reyes et al. 2018).
+    RotInvCnn,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// Dropout before the classifier of `rot_inv_cnn`.
+    pub dropout: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig { kind: ModelKind::RotInvCnn, dropout: 0.5 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimiserConfig {
+    /// Keras' RMSprop: learning rate 1e-3, rho 0.9, epsilon 1e-7.
+    Rmsprop { learning_rate: f64, rho: f64, epsilon: f64 },
+    Adam { learning_rate: f64, beta1: f64, beta2: f64, epsilon: f64 },
+    /// SGD with momentum; the learning rate is multiplied by `gamma` every `step_epochs` epochs.
+    Sgd { learning_rate: f64, momentum: f64, step_epochs: usize, gamma: f64 },
+}
+
+impl Default for OptimiserConfig {
+    fn default() -> Self {
+        OptimiserConfig::Rmsprop { learning_rate: 1e-3, rho: 0.9, epsilon: 1e-7 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// The labelled split to learn from.
+    pub split: String,
+    /// Fraction held out for validation (stratified by label).
+    pub validation_fraction: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimiser: OptimiserConfig,
+    /// Random 90-degree rotations and flips of each training stamp.
+    pub augment: bool,
+    /// Weight the loss by inverse class frequency.
+    pub class_weights: bool,
+    /// Stop after this many epochs without a lower validation loss (absent: never).
+    pub early_stopping_patience: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            split: "train".into(),
+            validation_fraction: 1.0 / 3.0,
+            epochs: 15,
+            batch_size: 50,
+            optimiser: OptimiserConfig::default(),
+            augment: false,
+            class_weights: false,
+            early_stopping_patience: None,
+        }
+    }
+}
+
+impl Pipeline {
+    /// Read and check a pipeline file.
+    pub fn load(path: &Path) -> Result<Self, CoreError> {
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse pipeline TOML; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, CoreError> {
+        let config_error = |message: String| CoreError::Config { path: origin.to_path_buf(), message };
+        let pipeline: Pipeline = toml::from_str(text).map_err(|e| config_error(one_line_toml_error(&e)))?;
+        pipeline.validate().map_err(config_error)?;
+        Ok(pipeline)
+    }
+
+    /// Checks that serde cannot express, done once so stages can trust the values.
+    fn validate(&self) -> Result<(), String> {
+        let fraction = |name: &str, v: f64, open_high: bool| {
+            let ok = v > 0.0 && if open_high { v < 1.0 } else { v <= 1.0 };
+            if ok { Ok(()) } else { Err(format!("{name} = {v} must lie in (0, 1{}", if open_high { ")" } else { "]" })) }
+        };
+        fraction("simulate.real_fraction", self.simulate.real_fraction, true)?;
+        fraction("train.validation_fraction", self.train.validation_fraction, true)?;
+        if self.train.batch_size == 0 || self.train.epochs == 0 {
+            return Err("train.batch_size and train.epochs must be at least 1".into());
+        }
+        if self.data.splits.is_empty() {
+            return Err("data.splits names no split".into());
+        }
+        if self.data.id_column.is_empty() {
+            return Err("data.id_column must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// The configuration of split `name`, or an error listing the splits there are.
+    pub fn split(&self, name: &str) -> Result<&SplitConfig, CoreError> {
+        self.data.splits.get(name).ok_or_else(|| CoreError::Config {
+            path: "pipeline".into(),
+            message: format!(
+                "no split named '{name}' in [data.splits] (have: {})",
+                self.data.splits.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+
+    /// `<artifacts>/<stage>`.
+    pub fn stage_dir(&self, stage: &str) -> PathBuf {
+        self.artifacts.join(stage)
+    }
+
+    /// The resolved configuration as TOML, as written beside every stage's artifacts.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a pipeline always serialises")
+    }
+
+    /// BLAKE3 of [`Pipeline::to_toml`]: equal for equal configurations.
+    pub fn config_hash(&self) -> String {
+        blake3::hash(self.to_toml().as_bytes()).to_hex().to_string()
+    }
+
+    /// Write the configuration a stage used to `<dir>/pipeline.toml`.
+    pub fn write_used(&self, dir: &Path) -> Result<PathBuf, CoreError> {
+        let path = dir.join("pipeline.toml");
+        write_bytes_atomic(&path, self.to_toml().as_bytes())?;
+        Ok(path)
+    }
+}
+
+/// toml's messages span several lines with a source excerpt; keep them to one line.
+fn one_line_toml_error(error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', " ");
+    match error.span() {
+        Some(span) => format!("at byte {}: {message}", span.start),
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Pipeline, String> {
+        Pipeline::parse(text, Path::new("test.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn shipped_pipelines_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(root).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Pipeline::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 1);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let err = parse("[train]\nepochz = 3\n").unwrap_err();
+        assert!(err.starts_with("test.toml: ") && err.contains("epochz"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let err = parse("[train]\nepochs = \"many\"\n").unwrap_err();
+        assert!(err.contains("test.toml"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_fraction_is_refused() {
+        let err = parse("[train]\nvalidation_fraction = 1.5\n").unwrap_err();
+        assert!(err.contains("validation_fraction"), "{err}");
+    }
+
+    #[test]
+    fn optimiser_is_tagged_by_kind() {
+        let p = parse("[train.optimiser]\nkind = \"sgd\"\nlearning_rate = 0.1\nmomentum = 0.9\nstep_epochs = 5\ngamma = 0.5\n").unwrap();
+        assert!(matches!(p.train.optimiser, OptimiserConfig::Sgd { step_epochs: 5, .. }));
+    }
+
+    #[test]
+    fn round_trip_keeps_hash() {
+        let p = Pipeline::default();
+        let again = parse(&p.to_toml()).unwrap();
+        assert_eq!(p, again);
+        assert_eq!(p.config_hash(), again.config_hash());
+    }
+}

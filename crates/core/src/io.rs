@@ -1,0 +1,96 @@
+//! Atomic artifact writes and file hashing.
+//!
+//! Every artifact is written to a temporary file in its final directory and renamed into place
+//! only once it is complete, so an error, a panic or a `kill -9` leaves either the previous
+//! artifact or nothing — never half a file.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::CoreError;
+
+/// Write `path` atomically. `write` fills a buffered temporary file in the same directory;
+/// the file is synced and renamed over `path` only if `write` returns `Ok`.
+pub fn write_atomic<E>(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), E>,
+) -> Result<(), E>
+where
+    E: From<CoreError>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| CoreError::io(dir, e))?;
+    let (file, temp_path) = temp.into_parts();
+    let mut writer = BufWriter::new(file);
+    write(&mut writer)?;
+    let file = writer.into_inner().map_err(|e| CoreError::io(path, e.into_error()))?;
+    file.sync_all().map_err(|e| CoreError::io(path, e))?;
+    temp_path.persist(path).map_err(|e| CoreError::io(path, e.error))?;
+    Ok(())
+}
+
+/// Write a whole byte string atomically.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
+    write_atomic(path, |w| w.write_all(bytes).map_err(|e| CoreError::io(path, e)))
+}
+
+/// Write a value as pretty JSON atomically.
+pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), CoreError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| CoreError::io(path, e.into()))?;
+    text.push('\n');
+    write_bytes_atomic(path, text.as_bytes())
+}
+
+/// Read and parse a JSON file, naming the file in any error.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CoreError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| CoreError::io(path, e.into()))
+}
+
+/// BLAKE3 digest of a file's contents, as lowercase hex.
+pub fn hash_file(path: &Path) -> Result<String, CoreError> {
+    let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file).map_err(|e| CoreError::io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_previous_file_and_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json");
+        write_bytes_atomic(&path, b"old").unwrap();
+        let result: Result<(), CoreError> = write_atomic(&path, |w| {
+            w.write_all(b"half of the new").unwrap();
+            Err(CoreError::io(&path, std::io::Error::other("disk on fire")))
+        });
+        assert!(result.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "temporary file left behind: {names:?}");
+    }
+
+    #[test]
+    fn hash_changes_with_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        write_bytes_atomic(&path, b"one").unwrap();
+        let first = hash_file(&path).unwrap();
+        write_bytes_atomic(&path, b"two").unwrap();
+        assert_ne!(first, hash_file(&path).unwrap());
+    }
+}

@@ -1,0 +1,130 @@
+//! Stage manifests: what a stage read and wrote, with content hashes.
+//!
+//! Each stage writes `<artifacts>/<stage>/manifest.json` last. A later stage checks its input
+//! against the producer's manifest, so a file changed or truncated since it was written is
+//! refused instead of silently used.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::io::{hash_file, read_json, write_json_atomic};
+use crate::CoreError;
+
+/// A file and the BLAKE3 hash of its contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub path: PathBuf,
+    pub blake3: String,
+    pub bytes: u64,
+}
+
+impl FileDigest {
+    pub fn of(path: &Path) -> Result<Self, CoreError> {
+        let bytes = std::fs::metadata(path).map_err(|e| CoreError::io(path, e))?.len();
+        Ok(FileDigest { path: path.to_path_buf(), blake3: hash_file(path)?, bytes })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub stage: String,
+    pub crate_version: String,
+    pub pipeline: String,
+    /// BLAKE3 of the resolved pipeline configuration the stage ran with.
+    pub config_hash: String,
+    pub inputs: Vec<FileDigest>,
+    pub outputs: Vec<FileDigest>,
+}
+
+impl Manifest {
+    pub const FILE_NAME: &'static str = "manifest.json";
+
+    pub fn new(stage: &str, crate_version: &str, pipeline: &crate::Pipeline) -> Self {
+        Manifest {
+            stage: stage.to_string(),
+            crate_version: crate_version.to_string(),
+            pipeline: pipeline.name.clone(),
+            config_hash: pipeline.config_hash(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    pub fn add_input(&mut self, path: &Path) -> Result<(), CoreError> {
+        self.inputs.push(FileDigest::of(path)?);
+        Ok(())
+    }
+
+    pub fn add_output(&mut self, path: &Path) -> Result<(), CoreError> {
+        self.outputs.push(FileDigest::of(path)?);
+        Ok(())
+    }
+
+    pub fn write(&self, stage_dir: &Path) -> Result<PathBuf, CoreError> {
+        let path = stage_dir.join(Self::FILE_NAME);
+        write_json_atomic(&path, self)?;
+        Ok(path)
+    }
+
+    pub fn read(stage_dir: &Path) -> Result<Self, CoreError> {
+        let path = stage_dir.join(Self::FILE_NAME);
+        if !path.exists() {
+            return Err(CoreError::Manifest {
+                path,
+                message: "missing: run the stage that writes this directory first".into(),
+            });
+        }
+        read_json(&path)
+    }
+
+    /// Refuse `path` unless it is one of this manifest's outputs with unchanged contents.
+    pub fn verify_output(&self, path: &Path) -> Result<FileDigest, CoreError> {
+        let stale = |message: String| CoreError::Manifest { path: path.to_path_buf(), message };
+        let recorded = self
+            .outputs
+            .iter()
+            .find(|d| d.path == path)
+            .ok_or_else(|| stale(format!("not listed in the {} manifest: re-run `just {}`", self.stage, self.stage)))?;
+        let actual = FileDigest::of(path)?;
+        if actual.blake3 != recorded.blake3 {
+            return Err(stale(format!(
+                "changed or corrupt since the {} stage wrote it (hash differs from its manifest): re-run `just {}`",
+                self.stage, self.stage
+            )));
+        }
+        Ok(actual)
+    }
+
+    /// True when a stage that ran with the same configuration on these inputs can be skipped.
+    pub fn is_up_to_date(&self, pipeline: &crate::Pipeline, inputs: &[&Path]) -> bool {
+        self.config_hash == pipeline.config_hash()
+            && self.inputs.len() == inputs.len()
+            && inputs.iter().all(|p| {
+                self.inputs.iter().any(|d| d.path == *p && FileDigest::of(p).is_ok_and(|now| now.blake3 == d.blake3))
+            })
+            && self.outputs.iter().all(|d| FileDigest::of(&d.path).is_ok_and(|now| now.blake3 == d.blake3))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::write_bytes_atomic;
+
+    #[test]
+    fn verify_output_refuses_changed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("train.arrow");
+        write_bytes_atomic(&out, b"arrow bytes").unwrap();
+        let pipeline = crate::Pipeline::default();
+        let mut manifest = Manifest::new("ingest", "0.1.0", &pipeline);
+        manifest.add_output(&out).unwrap();
+        manifest.write(dir.path()).unwrap();
+        let manifest = Manifest::read(dir.path()).unwrap();
+        manifest.verify_output(&out).unwrap();
+        write_bytes_atomic(&out, b"arrow byte").unwrap();
+        let err = manifest.verify_output(&out).unwrap_err().to_string();
+        assert!(err.contains("changed or corrupt"), "{err}");
+    }
+}
