@@ -65,7 +65,10 @@ mod tests {
 
     #[test]
     fn order_is_template_science_difference_snr() {
-        assert_eq!(Channel::order_string(), "template,science,difference,snr_difference");
+        assert_eq!(
+            Channel::order_string(),
+            "template,science,difference,snr_difference"
+        );
         for (i, c) in Channel::ALL.iter().enumerate() {
             assert_eq!(c.index(), i);
         }

@@ -85,7 +85,11 @@ pub struct RealMix {
 
 impl Default for RealMix {
     fn default() -> Self {
-        RealMix { empty_sky: 0.45, host_galaxy: 0.35, variable_star: 0.2 }
+        RealMix {
+            empty_sky: 0.45,
+            host_galaxy: 0.35,
+            variable_star: 0.2,
+        }
     }
 }
 
@@ -180,6 +184,8 @@ pub struct DataConfig {
     pub layout: Layout,
     /// Name of the id column in the `id_header` layout.
     pub id_column: String,
+    /// Whether `plain` files start with a header row (the `id_header` layout always has one).
+    pub header: bool,
     pub files: ChannelFiles,
     /// The splits to ingest, by name (`train` is what `train` learns from).
     pub splits: BTreeMap<String, SplitConfig>,
@@ -187,10 +193,14 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        let split = |dir: &str, labelled| SplitConfig { dir: dir.into(), labelled };
+        let split = |dir: &str, labelled| SplitConfig {
+            dir: dir.into(),
+            labelled,
+        };
         DataConfig {
             layout: Layout::IdHeader,
             id_column: "id".into(),
+            header: false,
             files: ChannelFiles::default(),
             splits: BTreeMap::from([
                 ("train".to_string(), split("data/sim/train", true)),
@@ -223,7 +233,10 @@ pub struct FeaturesConfig {
 
 impl Default for FeaturesConfig {
     fn default() -> Self {
-        FeaturesConfig { normalisation: Normalisation::MinmaxPerStamp, statistics_split: "train".into() }
+        FeaturesConfig {
+            normalisation: Normalisation::MinmaxPerStamp,
+            statistics_split: "train".into(),
+        }
     }
 }
 
@@ -246,7 +259,10 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { kind: ModelKind::RotInvCnn, dropout: 0.5 }
+        ModelConfig {
+            kind: ModelKind::RotInvCnn,
+            dropout: 0.5,
+        }
     }
 }
 
@@ -254,15 +270,33 @@ impl Default for ModelConfig {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimiserConfig {
     /// Keras' RMSprop: learning rate 1e-3, rho 0.9, epsilon 1e-7.
-    Rmsprop { learning_rate: f64, rho: f64, epsilon: f64 },
-    Adam { learning_rate: f64, beta1: f64, beta2: f64, epsilon: f64 },
+    Rmsprop {
+        learning_rate: f64,
+        rho: f64,
+        epsilon: f64,
+    },
+    Adam {
+        learning_rate: f64,
+        beta1: f64,
+        beta2: f64,
+        epsilon: f64,
+    },
     /// SGD with momentum; the learning rate is multiplied by `gamma` every `step_epochs` epochs.
-    Sgd { learning_rate: f64, momentum: f64, step_epochs: usize, gamma: f64 },
+    Sgd {
+        learning_rate: f64,
+        momentum: f64,
+        step_epochs: usize,
+        gamma: f64,
+    },
 }
 
 impl Default for OptimiserConfig {
     fn default() -> Self {
-        OptimiserConfig::Rmsprop { learning_rate: 1e-3, rho: 0.9, epsilon: 1e-7 }
+        OptimiserConfig::Rmsprop {
+            learning_rate: 1e-3,
+            rho: 0.9,
+            epsilon: 1e-7,
+        }
     }
 }
 
@@ -308,8 +342,12 @@ impl Pipeline {
 
     /// Parse pipeline TOML; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, CoreError> {
-        let config_error = |message: String| CoreError::Config { path: origin.to_path_buf(), message };
-        let pipeline: Pipeline = toml::from_str(text).map_err(|e| config_error(one_line_toml_error(&e)))?;
+        let config_error = |message: String| CoreError::Config {
+            path: origin.to_path_buf(),
+            message,
+        };
+        let pipeline: Pipeline =
+            toml::from_str(text).map_err(|e| config_error(one_line_toml_error(&e)))?;
         pipeline.validate().map_err(config_error)?;
         Ok(pipeline)
     }
@@ -318,10 +356,21 @@ impl Pipeline {
     fn validate(&self) -> Result<(), String> {
         let fraction = |name: &str, v: f64, open_high: bool| {
             let ok = v > 0.0 && if open_high { v < 1.0 } else { v <= 1.0 };
-            if ok { Ok(()) } else { Err(format!("{name} = {v} must lie in (0, 1{}", if open_high { ")" } else { "]" })) }
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} = {v} must lie in (0, 1{}",
+                    if open_high { ")" } else { "]" }
+                ))
+            }
         };
         fraction("simulate.real_fraction", self.simulate.real_fraction, true)?;
-        fraction("train.validation_fraction", self.train.validation_fraction, true)?;
+        fraction(
+            "train.validation_fraction",
+            self.train.validation_fraction,
+            true,
+        )?;
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             return Err("train.batch_size and train.epochs must be at least 1".into());
         }
@@ -340,7 +389,12 @@ impl Pipeline {
             path: "pipeline".into(),
             message: format!(
                 "no split named '{name}' in [data.splits] (have: {})",
-                self.data.splits.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.data
+                    .splits
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })
     }
@@ -402,7 +456,10 @@ mod tests {
     #[test]
     fn unknown_key_is_refused_with_its_name() {
         let err = parse("[train]\nepochz = 3\n").unwrap_err();
-        assert!(err.starts_with("test.toml: ") && err.contains("epochz"), "{err}");
+        assert!(
+            err.starts_with("test.toml: ") && err.contains("epochz"),
+            "{err}"
+        );
         assert!(!err.contains('\n'));
     }
 
@@ -421,7 +478,10 @@ mod tests {
     #[test]
     fn optimiser_is_tagged_by_kind() {
         let p = parse("[train.optimiser]\nkind = \"sgd\"\nlearning_rate = 0.1\nmomentum = 0.9\nstep_epochs = 5\ngamma = 0.5\n").unwrap();
-        assert!(matches!(p.train.optimiser, OptimiserConfig::Sgd { step_epochs: 5, .. }));
+        assert!(matches!(
+            p.train.optimiser,
+            OptimiserConfig::Sgd { step_epochs: 5, .. }
+        ));
     }
 
     #[test]

@@ -24,7 +24,10 @@ where
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".tmp")
@@ -33,20 +36,27 @@ where
     let (file, temp_path) = temp.into_parts();
     let mut writer = BufWriter::new(file);
     write(&mut writer)?;
-    let file = writer.into_inner().map_err(|e| CoreError::io(path, e.into_error()))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| CoreError::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| CoreError::io(path, e))?;
-    temp_path.persist(path).map_err(|e| CoreError::io(path, e.error))?;
+    temp_path
+        .persist(path)
+        .map_err(|e| CoreError::io(path, e.error))?;
     Ok(())
 }
 
 /// Write a whole byte string atomically.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
-    write_atomic(path, |w| w.write_all(bytes).map_err(|e| CoreError::io(path, e)))
+    write_atomic(path, |w| {
+        w.write_all(bytes).map_err(|e| CoreError::io(path, e))
+    })
 }
 
 /// Write a value as pretty JSON atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), CoreError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| CoreError::io(path, e.into()))?;
+    let mut text =
+        serde_json::to_string_pretty(value).map_err(|e| CoreError::io(path, e.into()))?;
     text.push('\n');
     write_bytes_atomic(path, text.as_bytes())
 }
@@ -61,7 +71,9 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CoreE
 pub fn hash_file(path: &Path) -> Result<String, CoreError> {
     let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file).map_err(|e| CoreError::io(path, e))?;
+    hasher
+        .update_reader(file)
+        .map_err(|e| CoreError::io(path, e))?;
     Ok(hasher.finalize().to_hex().to_string())
 }
 
@@ -80,7 +92,10 @@ mod tests {
         });
         assert!(result.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "temporary file left behind: {names:?}");
     }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::io::{hash_file, read_json, write_json_atomic};
 use crate::CoreError;
+use crate::io::{hash_file, read_json, write_json_atomic};
 
 /// A file and the BLAKE3 hash of its contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,8 +21,14 @@ pub struct FileDigest {
 
 impl FileDigest {
     pub fn of(path: &Path) -> Result<Self, CoreError> {
-        let bytes = std::fs::metadata(path).map_err(|e| CoreError::io(path, e))?.len();
-        Ok(FileDigest { path: path.to_path_buf(), blake3: hash_file(path)?, bytes })
+        let bytes = std::fs::metadata(path)
+            .map_err(|e| CoreError::io(path, e))?
+            .len();
+        Ok(FileDigest {
+            path: path.to_path_buf(),
+            blake3: hash_file(path)?,
+            bytes,
+        })
     }
 }
 
@@ -80,12 +86,20 @@ impl Manifest {
 
     /// Refuse `path` unless it is one of this manifest's outputs with unchanged contents.
     pub fn verify_output(&self, path: &Path) -> Result<FileDigest, CoreError> {
-        let stale = |message: String| CoreError::Manifest { path: path.to_path_buf(), message };
+        let stale = |message: String| CoreError::Manifest {
+            path: path.to_path_buf(),
+            message,
+        };
         let recorded = self
             .outputs
             .iter()
             .find(|d| d.path == path)
-            .ok_or_else(|| stale(format!("not listed in the {} manifest: re-run `just {}`", self.stage, self.stage)))?;
+            .ok_or_else(|| {
+                stale(format!(
+                    "not listed in the {} manifest: re-run `just {}`",
+                    self.stage, self.stage
+                ))
+            })?;
         let actual = FileDigest::of(path)?;
         if actual.blake3 != recorded.blake3 {
             return Err(stale(format!(
@@ -101,9 +115,14 @@ impl Manifest {
         self.config_hash == pipeline.config_hash()
             && self.inputs.len() == inputs.len()
             && inputs.iter().all(|p| {
-                self.inputs.iter().any(|d| d.path == *p && FileDigest::of(p).is_ok_and(|now| now.blake3 == d.blake3))
+                self.inputs.iter().any(|d| {
+                    d.path == *p && FileDigest::of(p).is_ok_and(|now| now.blake3 == d.blake3)
+                })
             })
-            && self.outputs.iter().all(|d| FileDigest::of(&d.path).is_ok_and(|now| now.blake3 == d.blake3))
+            && self
+                .outputs
+                .iter()
+                .all(|d| FileDigest::of(&d.path).is_ok_and(|now| now.blake3 == d.blake3))
     }
 }
 

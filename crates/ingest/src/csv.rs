@@ -1,0 +1,368 @@
+//! Reading one CSV with polars, and pinpointing the first bad cell when polars finds one.
+//!
+//! The fast path hands the whole file to polars with a fixed schema and `ignore_errors`, so a
+//! bad cell becomes a null instead of aborting the read. Only when something is wrong (a null,
+//! a non-finite value, or a polars error) is the file scanned line by line to name the exact
+//! row, column and offending text.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+
+use hits_core::STAMP_PIXELS;
+use hits_core::config::Layout;
+use polars::prelude::*;
+
+use crate::IngestError;
+
+/// What a CSV column must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ColumnKind {
+    /// A non-empty candidate id.
+    Id,
+    /// A finite number.
+    Pixel,
+    /// 0 (bogus) or 1 (real).
+    Label,
+}
+
+/// The expected columns of a file: names (as in its header, or generated) and kinds.
+#[derive(Debug, Clone)]
+pub(crate) struct Columns {
+    pub names: Vec<String>,
+    pub kinds: Vec<ColumnKind>,
+    pub has_header: bool,
+}
+
+impl Columns {
+    /// Columns of a channel file in `layout`, checked against the file's first line.
+    pub fn channel(
+        path: &Path,
+        layout: Layout,
+        id_column: &str,
+        plain_header: bool,
+    ) -> Result<Self, IngestError> {
+        let first = first_line(path)?;
+        let fields: Vec<&str> = first.split(',').collect();
+        match layout {
+            Layout::IdHeader => {
+                if fields[0] != id_column {
+                    return Err(IngestError::file(
+                        path,
+                        format!(
+                            "first header column is '{}', expected the id column '{id_column}' (layout id_header)",
+                            fields[0]
+                        ),
+                    ));
+                }
+                let pixels = fields.len() - 1;
+                if pixels != STAMP_PIXELS {
+                    return Err(IngestError::file(
+                        path,
+                        format!(
+                            "header has {pixels} pixel columns after '{id_column}', expected {STAMP_PIXELS} (21x21)"
+                        ),
+                    ));
+                }
+                let mut kinds = vec![ColumnKind::Id];
+                kinds.extend([ColumnKind::Pixel; STAMP_PIXELS]);
+                Ok(Columns {
+                    names: unique_names(path, &fields)?,
+                    kinds,
+                    has_header: true,
+                })
+            }
+            Layout::Plain => {
+                if fields.len() != STAMP_PIXELS {
+                    let what = if plain_header { "header" } else { "row 1" };
+                    return Err(IngestError::file(
+                        path,
+                        format!(
+                            "{what} has {} columns, expected {STAMP_PIXELS} (21x21 pixels, layout plain)",
+                            fields.len()
+                        ),
+                    ));
+                }
+                let names = if plain_header {
+                    unique_names(path, &fields)?
+                } else {
+                    (0..STAMP_PIXELS).map(|i| format!("p{i}")).collect()
+                };
+                Ok(Columns {
+                    names,
+                    kinds: vec![ColumnKind::Pixel; STAMP_PIXELS],
+                    has_header: plain_header,
+                })
+            }
+        }
+    }
+
+    /// Columns of a labels file in `layout`.
+    pub fn labels(
+        path: &Path,
+        layout: Layout,
+        id_column: &str,
+        plain_header: bool,
+    ) -> Result<Self, IngestError> {
+        let first = first_line(path)?;
+        match layout {
+            Layout::IdHeader => {
+                let expected = format!("{id_column},label");
+                if first != expected {
+                    return Err(IngestError::file(
+                        path,
+                        format!("header is '{first}', expected '{expected}'"),
+                    ));
+                }
+                Ok(Columns {
+                    names: vec![id_column.to_string(), "label".into()],
+                    kinds: vec![ColumnKind::Id, ColumnKind::Label],
+                    has_header: true,
+                })
+            }
+            Layout::Plain => Ok(Columns {
+                names: vec![if plain_header {
+                    first.clone()
+                } else {
+                    "label".into()
+                }],
+                kinds: vec![ColumnKind::Label],
+                has_header: plain_header,
+            }),
+        }
+    }
+
+    fn polars_schema(&self) -> Schema {
+        self.names
+            .iter()
+            .zip(&self.kinds)
+            .map(|(name, kind)| {
+                let dtype = match kind {
+                    ColumnKind::Id => DataType::String,
+                    ColumnKind::Pixel => DataType::Float32,
+                    ColumnKind::Label => DataType::Int64,
+                };
+                Field::new(name.as_str().into(), dtype)
+            })
+            .collect()
+    }
+}
+
+fn unique_names(path: &Path, fields: &[&str]) -> Result<Vec<String>, IngestError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, name) in fields.iter().enumerate() {
+        if !seen.insert(*name) {
+            return Err(IngestError::file(
+                path,
+                format!("header column {} '{name}' appears twice", i + 1),
+            ));
+        }
+    }
+    Ok(fields.iter().map(|s| s.to_string()).collect())
+}
+
+/// The first line of a file, after checking it exists and is not empty.
+fn first_line(path: &Path) -> Result<String, IngestError> {
+    let file = File::open(path).map_err(|e| {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            "file not found".to_string()
+        } else {
+            e.to_string()
+        };
+        IngestError::file(path, message)
+    })?;
+    let mut line = String::new();
+    BufReader::new(file)
+        .read_line(&mut line)
+        .map_err(|e| IngestError::file(path, e.to_string()))?;
+    let line = line.trim_end_matches(['\n', '\r']).to_string();
+    if line.is_empty() {
+        return Err(IngestError::file(path, "file is empty"));
+    }
+    Ok(line)
+}
+
+/// Read `path` with polars. Returns a single-chunk frame with one row per candidate.
+pub(crate) fn read_frame(path: &Path, columns: &Columns) -> Result<DataFrame, IngestError> {
+    let frame = CsvReadOptions::default()
+        .with_has_header(columns.has_header)
+        .with_schema(Some(Arc::new(columns.polars_schema())))
+        .with_ignore_errors(true)
+        .with_rechunk(true)
+        .with_raise_if_empty(false)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(|reader| reader.finish());
+    let frame = match frame {
+        Ok(frame) => frame,
+        Err(polars_error) => {
+            return Err(locate_problem(path, columns)
+                .unwrap_or_else(|| IngestError::file(path, one_line(&polars_error))));
+        }
+    };
+    if frame.height() == 0 {
+        return Err(IngestError::file(
+            path,
+            "has a header but no candidate rows",
+        ));
+    }
+    Ok(frame)
+}
+
+/// polars messages can span lines; an error here is always one line.
+fn one_line(error: &PolarsError) -> String {
+    error
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The pixels of column `index` of `frame`, checked finite; the first null or non-finite
+/// value is reported with its row and column.
+pub(crate) fn pixel_column(
+    path: &Path,
+    frame: &DataFrame,
+    columns: &Columns,
+    index: usize,
+) -> Result<Vec<f32>, IngestError> {
+    let name = &columns.names[index];
+    let series = frame
+        .column(name.as_str())
+        .map_err(|e| IngestError::file(path, one_line(&e)))?;
+    let values = series
+        .f32()
+        .map_err(|e| IngestError::file(path, one_line(&e)))?;
+    let mut out = Vec::with_capacity(values.len());
+    for (row, value) in values.iter().enumerate() {
+        match value {
+            Some(v) if v.is_finite() => out.push(v),
+            _ => return Err(cell_problem(path, columns, row, index)),
+        }
+    }
+    Ok(out)
+}
+
+/// The ids (or labels) column `index` of `frame` as strings / integers, nulls reported.
+pub(crate) fn id_column(
+    path: &Path,
+    frame: &DataFrame,
+    columns: &Columns,
+    index: usize,
+) -> Result<Vec<String>, IngestError> {
+    let name = &columns.names[index];
+    let series = frame
+        .column(name.as_str())
+        .map_err(|e| IngestError::file(path, one_line(&e)))?;
+    let values = series
+        .str()
+        .map_err(|e| IngestError::file(path, one_line(&e)))?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(row, v)| match v {
+            Some(id) if !id.is_empty() => Ok(id.to_string()),
+            _ => Err(cell_problem(path, columns, row, index)),
+        })
+        .collect()
+}
+
+pub(crate) fn label_column(
+    path: &Path,
+    frame: &DataFrame,
+    columns: &Columns,
+    index: usize,
+) -> Result<Vec<u8>, IngestError> {
+    let name = &columns.names[index];
+    let series = frame
+        .column(name.as_str())
+        .map_err(|e| IngestError::file(path, one_line(&e)))?;
+    let values = series
+        .i64()
+        .map_err(|e| IngestError::file(path, one_line(&e)))?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(row, v)| match v {
+            Some(0) => Ok(0),
+            Some(1) => Ok(1),
+            _ => Err(cell_problem(path, columns, row, index)),
+        })
+        .collect()
+}
+
+/// The error for a cell polars could not give us: scan the file to say exactly what is there.
+fn cell_problem(path: &Path, columns: &Columns, row: usize, index: usize) -> IngestError {
+    locate_problem(path, columns).unwrap_or_else(|| IngestError::Cell {
+        path: path.to_path_buf(),
+        row: row + 1,
+        line: row + 1 + usize::from(columns.has_header),
+        column: columns.names[index].clone(),
+        message: "unreadable value".into(),
+    })
+}
+
+/// Scan the file line by line for the first row that is ragged or has a bad cell.
+fn locate_problem(path: &Path, columns: &Columns) -> Option<IngestError> {
+    let reader = BufReader::new(File::open(path).ok()?);
+    let skip = usize::from(columns.has_header);
+    for (index, line) in reader.lines().enumerate().skip(skip) {
+        let row = index + 1 - skip;
+        let line_number = index + 1;
+        let Ok(line) = line else {
+            return Some(IngestError::file(
+                path,
+                format!("line {line_number} is not valid UTF-8 text"),
+            ));
+        };
+        let line = line.trim_end_matches('\r');
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != columns.kinds.len() {
+            return Some(IngestError::file(
+                path,
+                format!(
+                    "row {row} (line {line_number}) has {} columns, expected {}",
+                    fields.len(),
+                    columns.kinds.len()
+                ),
+            ));
+        }
+        for (col, (field, kind)) in fields.iter().zip(&columns.kinds).enumerate() {
+            if let Some(message) = cell_message(field, *kind) {
+                return Some(IngestError::Cell {
+                    path: path.to_path_buf(),
+                    row,
+                    line: line_number,
+                    column: columns.names[col].clone(),
+                    message,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// What is wrong with one cell's text, if anything.
+fn cell_message(field: &str, kind: ColumnKind) -> Option<String> {
+    if field.is_empty() {
+        return Some(match kind {
+            ColumnKind::Id => "empty id".into(),
+            _ => "empty cell (missing value)".into(),
+        });
+    }
+    match kind {
+        ColumnKind::Id => None,
+        ColumnKind::Pixel => match field.parse::<f32>() {
+            Err(_) => Some(format!("non-numeric value {field:?}")),
+            Ok(v) if v.is_nan() => Some("NaN (missing value)".into()),
+            Ok(v) if v.is_infinite() => Some(format!("infinite value {field:?}")),
+            Ok(_) => None,
+        },
+        ColumnKind::Label => match field {
+            "0" | "1" => None,
+            other => Some(format!(
+                "{other:?} is not a label (expected 0 = bogus or 1 = real)"
+            )),
+        },
+    }
+}

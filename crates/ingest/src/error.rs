@@ -1,0 +1,32 @@
+use std::path::PathBuf;
+
+use hits_core::CoreError;
+
+/// Everything that can be wrong with a split's CSVs. Each message is one line naming the
+/// file, and the row and column where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A problem with a whole file (missing, empty, wrong header, wrong row count).
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    /// A problem with one cell. `row` counts candidates from 1; `line` is the file line.
+    #[error("{path}: row {row} (line {line}), column {column}: {message}")]
+    Cell {
+        path: PathBuf,
+        row: usize,
+        line: usize,
+        column: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+impl IngestError {
+    pub(crate) fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        IngestError::File {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
