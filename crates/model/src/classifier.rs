@@ -1,0 +1,66 @@
+//! [`Classifier`]: either model, as the train, evaluate and submit stages handle them.
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use hits_core::config::{ModelConfig, ModelKind};
+use hits_core::TENSOR_LEN;
+
+use crate::{CHANNELS, RotInvCnn, RotInvCnnConfig, SIDE, SeedCnn, SeedCnnConfig};
+
+#[derive(Module, Debug)]
+pub enum Classifier<B: Backend> {
+    Seed(SeedCnn<B>),
+    RotInv(RotInvCnn<B>),
+}
+
+impl<B: Backend> Classifier<B> {
+    /// A freshly initialised model of the configured kind (initialisation draws from the
+    /// backend's RNG: seed it with `B::seed` first for reproducible weights).
+    pub fn init(config: &ModelConfig, device: &B::Device) -> Self {
+        match config.kind {
+            ModelKind::SeedCnn => Classifier::Seed(SeedCnnConfig::new().init(device)),
+            ModelKind::RotInvCnn => {
+                Classifier::RotInv(RotInvCnnConfig::new().with_dropout(config.dropout).init(device))
+            }
+        }
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Classifier::Seed(_) => ModelKind::SeedCnn,
+            Classifier::RotInv(_) => ModelKind::RotInvCnn,
+        }
+    }
+
+    /// `(N, 4, 21, 21)` stamps -> `(N, 2)` logits (column 1: real).
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        match self {
+            Classifier::Seed(m) => m.forward(x),
+            Classifier::RotInv(m) => m.forward(x),
+        }
+    }
+
+    /// `(N, 4, 21, 21)` stamps -> `(N)` probability of being real. Call it on a
+    /// non-autodiff backend (e.g. `model.valid()`) so dropout is off.
+    pub fn p_real(&self, x: Tensor<B, 4>) -> Tensor<B, 1> {
+        let n = x.dims()[0];
+        softmax(self.forward(x), 1).slice([0..n, 1..2]).reshape([n])
+    }
+
+    /// P(real) of every stamp of a flat `(N, 4, 21, 21)` row-major buffer, `batch` at a time.
+    pub fn predict(&self, stamps: &[f32], batch: usize, device: &B::Device) -> Vec<f32> {
+        let mut out = Vec::with_capacity(stamps.len() / TENSOR_LEN);
+        for chunk in stamps.chunks(batch.max(1) * TENSOR_LEN) {
+            let p = self.p_real(stamps_tensor(chunk, device));
+            out.extend(p.into_data().convert::<f32>().into_vec::<f32>().expect("f32 probabilities"));
+        }
+        out
+    }
+}
+
+/// A flat row-major buffer of whole stamps -> an `(N, 4, 21, 21)` tensor.
+pub fn stamps_tensor<B: Backend>(stamps: &[f32], device: &B::Device) -> Tensor<B, 4> {
+    assert_eq!(stamps.len() % TENSOR_LEN, 0, "stamp buffer of {} values is not whole stamps", stamps.len());
+    let n = stamps.len() / TENSOR_LEN;
+    Tensor::from_data(TensorData::new(stamps.to_vec(), [n, CHANNELS, SIDE, SIDE]), device)
+}

@@ -1,0 +1,108 @@
+//! A rotation-invariant CNN after Enhanced Deep-HiTS (Reyes et al. 2018).
+//!
+//! The four 90-degree rotations of a stamp pass through one shared convolutional tower; their
+//! dense features are averaged (cyclic average pooling), so the output is invariant to
+//! rotating the input by any multiple of 90 degrees.
+//!
+//! ```text
+//! input (N, 4, 21, 21) -> 4 rotations stacked along the batch: (4N, 4, 21, 21)
+//! zero-pad 3                       (4N, 4, 27, 27)
+//! conv 4x4, 32                     (4N, 32, 24, 24)
+//! conv 3x3 pad 1, 32               (4N, 32, 24, 24)
+//! max-pool 2                       (4N, 32, 12, 12)
+//! 3 x conv 3x3 pad 1, 64           (4N, 64, 12, 12)
+//! max-pool 2                       (4N, 64, 6, 6)
+//! flatten, dense 64                (4N, 64)
+//! mean over the 4 rotations        (N, 64)
+//! dense 64, dropout                (N, 64)
+//! dense 2                          (N, 2) logits
+//! ```
+//! Every convolution and hidden dense layer is followed by a leaky ReLU (slope 0.01).
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::leaky_relu;
+
+use crate::{CHANNELS, CLASSES, SIDE};
+
+fn act<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    leaky_relu(x, SLOPE)
+}
+
+const SLOPE: f64 = 0.01;
+const DENSE: usize = 64;
+/// Side after padding (27), the 4x4 conv (24) and two poolings.
+const TOWER_SIDE: usize = (SIDE + 2 * 3 - 3) / 4;
+
+#[derive(Config, Debug)]
+pub struct RotInvCnnConfig {
+    /// Dropout before the classifier.
+    #[config(default = 0.5)]
+    pub dropout: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct RotInvCnn<B: Backend> {
+    conv1: Conv2d<B>,
+    conv2: Conv2d<B>,
+    conv3: Conv2d<B>,
+    conv4: Conv2d<B>,
+    conv5: Conv2d<B>,
+    pool: MaxPool2d,
+    dense_rotation: Linear<B>,
+    dense: Linear<B>,
+    dropout: Dropout,
+    output: Linear<B>,
+}
+
+impl RotInvCnnConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> RotInvCnn<B> {
+        let conv = |c_in, c_out, k, pad| {
+            Conv2dConfig::new([c_in, c_out], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .init(device)
+        };
+        RotInvCnn {
+            conv1: conv(CHANNELS, 32, 4, 3),
+            conv2: conv(32, 32, 3, 1),
+            conv3: conv(32, 64, 3, 1),
+            conv4: conv(64, 64, 3, 1),
+            conv5: conv(64, 64, 3, 1),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            dense_rotation: LinearConfig::new(64 * TOWER_SIDE * TOWER_SIDE, DENSE).init(device),
+            dense: LinearConfig::new(DENSE, DENSE).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            output: LinearConfig::new(DENSE, CLASSES).init(device),
+        }
+    }
+}
+
+/// Rotate `(N, C, H, W)` images by 90 degrees counter-clockwise in the (H, W) plane.
+pub fn rot90<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    x.swap_dims(2, 3).flip([2])
+}
+
+impl<B: Backend> RotInvCnn<B> {
+    /// `(N, 4, 21, 21)` stamps -> `(N, 2)` logits.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let n = x.dims()[0];
+        let r1 = rot90(x.clone());
+        let r2 = rot90(r1.clone());
+        let r3 = rot90(r2.clone());
+        // (4N, 4, 21, 21), rotation-major.
+        let x = Tensor::cat(vec![x, r1, r2, r3], 0);
+        let x = act(self.conv1.forward(x)); // (4N, 32, 24, 24)
+        let x = self.pool.forward(act(self.conv2.forward(x))); // (4N, 32, 12, 12)
+        let x = act(self.conv3.forward(x));
+        let x = act(self.conv4.forward(x));
+        let x = self.pool.forward(act(self.conv5.forward(x))); // (4N, 64, 6, 6)
+        let x: Tensor<B, 2> = x.flatten(1, 3);
+        let x = act(self.dense_rotation.forward(x)); // (4N, 64)
+        // Cyclic average pooling over the rotations: (4, N, 64) -> (N, 64).
+        let x = x.reshape([4, n, DENSE]).mean_dim(0).reshape([n, DENSE]);
+        let x = self.dropout.forward(act(self.dense.forward(x)));
+        self.output.forward(x)
+    }
+}

@@ -1,0 +1,95 @@
+//! The reference Keras notebook's CNN, replicated layer by layer.
+//!
+//! ```text
+//! input (N, 4, 21, 21)
+//! 4 x [Conv2D 2x2 'same' + ReLU -> MaxPool 2x2]   channels 32, 32, 64, 64; side 21->10->5->2->1
+//! flatten (N, 64)
+//! 3 x Dense 64 + sigmoid
+//! Dense 2 (+ softmax, applied by the loss / `p_real`)
+//! ```
+//!
+//! Keras' `padding='same'` with an even kernel pads 0 before and 1 after (its total padding
+//! `k - 1 = 1` goes to the bottom/right); this is done explicitly by [`keras_same_pad_2x2`]
+//! before a valid convolution. Kernels are Glorot-uniform and biases zero, as Keras' defaults.
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::ops::PadMode;
+
+use crate::{CHANNELS, CLASSES};
+
+/// The reference CNN; it has no hyper-parameters.
+#[derive(Config, Debug)]
+pub struct SeedCnnConfig {}
+
+#[derive(Module, Debug)]
+pub struct SeedCnn<B: Backend> {
+    convs: Vec<Conv2d<B>>,
+    pool: MaxPool2d,
+    dense: Vec<Linear<B>>,
+    output: Linear<B>,
+}
+
+/// Convolution channels of the four blocks.
+const CONV_CHANNELS: [usize; 4] = [32, 32, 64, 64];
+/// Width of the three sigmoid dense layers.
+const DENSE: usize = 64;
+
+fn glorot() -> Initializer {
+    Initializer::XavierUniform { gain: 1.0 }
+}
+
+impl SeedCnnConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> SeedCnn<B> {
+        let mut convs = Vec::new();
+        let mut inputs = CHANNELS;
+        for &outputs in &CONV_CHANNELS {
+            let mut conv = Conv2dConfig::new([inputs, outputs], [2, 2])
+                .with_padding(PaddingConfig2d::Valid)
+                .with_initializer(glorot())
+                .init(device);
+            conv.bias = Some(Param::from_tensor(Tensor::zeros([outputs], device)));
+            convs.push(conv);
+            inputs = outputs;
+        }
+        let linear = |d_in, d_out| {
+            let mut layer = LinearConfig::new(d_in, d_out).with_initializer(glorot()).init(device);
+            layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+            layer
+        };
+        let flat = CONV_CHANNELS[3];
+        SeedCnn {
+            convs,
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            dense: vec![linear(flat, DENSE), linear(DENSE, DENSE), linear(DENSE, DENSE)],
+            output: linear(DENSE, CLASSES),
+        }
+    }
+}
+
+/// Keras' 'same' padding for a 2x2 kernel with stride 1: one row of zeros at the bottom and
+/// one column at the right, none at the top or left. `(N, C, H, W)` -> `(N, C, H + 1, W + 1)`.
+pub fn keras_same_pad_2x2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    x.pad([(0, 1), (0, 1)], PadMode::Constant(0.0))
+}
+
+impl<B: Backend> SeedCnn<B> {
+    /// `(N, 4, 21, 21)` stamps -> `(N, 2)` logits.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let mut x = x;
+        for conv in &self.convs {
+            // (N, C, S, S) -> (N, C', S, S) -> (N, C', S / 2, S / 2)
+            x = self.pool.forward(relu(conv.forward(keras_same_pad_2x2(x))));
+        }
+        // (N, 64, 1, 1) -> (N, 64)
+        let mut x: Tensor<B, 2> = x.flatten(1, 3);
+        for dense in &self.dense {
+            x = sigmoid(dense.forward(x));
+        }
+        self.output.forward(x)
+    }
+}
