@@ -1,1 +1,175 @@
+//! Stage 2, `features`: turn validated candidates into model inputs.
+//!
+//! Reads `<artifacts>/ingest/<split>.arrow` (checked against the ingest manifest), stacks the
+//! four channels into one (4, 21, 21) f32 tensor per candidate in the order template, science,
+//! difference, SNR-difference, normalises it, and writes `<artifacts>/features/<split>.arrow`:
+//! `id` Utf8, `label` UInt8 (nullable), `stamp` FixedSizeList<Float32, 1764>, `centre_snr`
+//! Float32 (raw SNR-difference at the centre pixel), with schema metadata `hits.shape`,
+//! `hits.channels`, `hits.normalisation` (JSON, with its statistics) and `hits.input_hash`.
+//! Record batches are streamed: memory does not grow with the number of candidates.
 
+mod error;
+pub mod inspect;
+mod normalise;
+mod stamp_set;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float32Array, RecordBatch};
+use hits_core::arrow_io::{
+    self, expect_field, f32_list_array, f32_list_field, id_field, label_field,
+};
+use hits_core::config::Normalisation;
+use hits_core::io::write_json_atomic;
+use hits_core::manifest::Manifest;
+use hits_core::{Channel, Pipeline, STAMP_PIXELS, TENSOR_LEN};
+
+pub use error::FeaturesError;
+pub use normalise::NormalisationSpec;
+pub use stamp_set::{CENTRE_PIXEL, FeatureMeta, StampSet, open_split};
+
+use crate::normalise::ChannelMoments;
+
+pub const STAGE: &str = "features";
+const INGEST_STAGE: &str = "ingest";
+
+/// Check that an ingest file has the columns this stage reads.
+fn check_ingest_schema(
+    path: &Path,
+    schema: &arrow::datatypes::Schema,
+) -> Result<(), FeaturesError> {
+    expect_field(path, schema, &id_field())?;
+    expect_field(path, schema, &label_field())?;
+    for c in Channel::ALL {
+        expect_field(path, schema, &f32_list_field(c.name(), STAMP_PIXELS))?;
+    }
+    Ok(())
+}
+
+/// Per-channel mean and standard deviation of every pixel of an ingest file.
+pub fn zscore_statistics(path: &Path) -> Result<NormalisationSpec, FeaturesError> {
+    let reader = arrow_io::open_ipc(path)?;
+    check_ingest_schema(path, &reader.schema())?;
+    let mut moments = ChannelMoments::default();
+    for batch in reader {
+        let batch = batch.map_err(|e| hits_core::CoreError::Arrow {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        for c in Channel::ALL {
+            moments.add(c, arrow_io::f32_list_values(path, &batch, c.name())?);
+        }
+    }
+    Ok(moments.zscore())
+}
+
+/// Stack, normalise and write one split, batch by batch.
+pub fn build_split(
+    input: &Path,
+    output: &Path,
+    meta: &FeatureMeta,
+) -> Result<usize, FeaturesError> {
+    let reader = arrow_io::open_ipc(input)?;
+    check_ingest_schema(input, &reader.schema())?;
+    let schema = meta.schema();
+    let mut rows = 0;
+    let batches = reader.map(|batch| {
+        let batch = batch.map_err(|e| hits_core::CoreError::Arrow {
+            path: input.into(),
+            message: format!("unreadable record batch (truncated or corrupt?): {e}"),
+        })?;
+        let n = batch.num_rows();
+        let channels: Vec<&[f32]> = Channel::ALL
+            .iter()
+            .map(|c| arrow_io::f32_list_values(input, &batch, c.name()))
+            .collect::<Result<_, _>>()?;
+        let mut stamps = vec![0.0f32; n * TENSOR_LEN];
+        let mut centre_snr = Vec::with_capacity(n);
+        for (row, stamp) in stamps.chunks_exact_mut(TENSOR_LEN).enumerate() {
+            for (c, pixels) in channels.iter().enumerate() {
+                stamp[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS]
+                    .copy_from_slice(&pixels[row * STAMP_PIXELS..(row + 1) * STAMP_PIXELS]);
+            }
+            centre_snr.push(stamp[Channel::SnrDifference.index() * STAMP_PIXELS + CENTRE_PIXEL]);
+            meta.normalisation.apply(stamp);
+        }
+        rows += n;
+        let columns: Vec<ArrayRef> = vec![
+            batch.column_by_name("id").expect("schema checked").clone(),
+            batch
+                .column_by_name("label")
+                .expect("schema checked")
+                .clone(),
+            Arc::new(f32_list_array(stamps, TENSOR_LEN)),
+            Arc::new(Float32Array::from(centre_snr)),
+        ];
+        Ok::<_, FeaturesError>(
+            RecordBatch::try_new(schema.clone(), columns)
+                .expect("columns match the features schema"),
+        )
+    });
+    arrow_io::write_ipc(output, meta.schema(), batches)?;
+    Ok(rows)
+}
+
+/// One split's line in the stage summary.
+#[derive(Debug, Clone)]
+pub struct SplitSummary {
+    pub split: String,
+    pub rows: usize,
+    pub path: PathBuf,
+}
+
+/// Build the features of every split of the pipeline.
+pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
+    let ingest_dir = pipeline.stage_dir(INGEST_STAGE);
+    let ingest_manifest = Manifest::read(&ingest_dir)?;
+    let inputs: Vec<(String, PathBuf, String)> = pipeline
+        .data
+        .splits
+        .keys()
+        .map(|split| {
+            let path = ingest_dir.join(format!("{split}.arrow"));
+            let digest = ingest_manifest.verify_output(&path)?;
+            Ok((split.clone(), path, digest.blake3))
+        })
+        .collect::<Result<_, FeaturesError>>()?;
+
+    let normalisation = match pipeline.features.normalisation {
+        Normalisation::None => NormalisationSpec::None,
+        Normalisation::MinmaxPerStamp => NormalisationSpec::MinmaxPerStamp,
+        Normalisation::Zscore => {
+            let statistics_split = &pipeline.features.statistics_split;
+            let (_, path, _) = inputs.iter().find(|(name, _, _)| name == statistics_split).ok_or_else(|| {
+                FeaturesError::schema(&ingest_dir, format!("features.statistics_split '{statistics_split}' is not a split of this pipeline"))
+            })?;
+            zscore_statistics(path)?
+        }
+    };
+
+    let dir = pipeline.stage_dir(STAGE);
+    let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
+    let mut summaries = Vec::new();
+    for (split, input, input_hash) in &inputs {
+        let output = dir.join(format!("{split}.arrow"));
+        let rows = build_split(
+            input,
+            &output,
+            &FeatureMeta::new(normalisation.clone(), input_hash.clone()),
+        )?;
+        manifest.add_input(input)?;
+        manifest.add_output(&output)?;
+        summaries.push(SplitSummary {
+            split: split.clone(),
+            rows,
+            path: output,
+        });
+    }
+    let normalisation_path = dir.join("normalisation.json");
+    write_json_atomic(&normalisation_path, &normalisation)?;
+    manifest.add_output(&normalisation_path)?;
+    manifest.add_output(&pipeline.write_used(&dir)?)?;
+    manifest.write(&dir)?;
+    Ok(summaries)
+}

@@ -1,0 +1,205 @@
+//! Reading a features file back: the model-ready stamps of one split.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::Array;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use hits_core::arrow_io::{self, expect_field, f32_list_field, id_field, label_field};
+use hits_core::{Channel, Pipeline, STAMP_SIDE, TENSOR_LEN};
+use serde::{Deserialize, Serialize};
+
+use crate::{FeaturesError, NormalisationSpec, STAGE};
+
+/// Index of the centre pixel in a 21x21 channel.
+pub const CENTRE_PIXEL: usize = (STAMP_SIDE / 2) * STAMP_SIDE + STAMP_SIDE / 2;
+
+const SHAPE_KEY: &str = "hits.shape";
+const CHANNELS_KEY: &str = "hits.channels";
+const NORMALISATION_KEY: &str = "hits.normalisation";
+const INPUT_HASH_KEY: &str = "hits.input_hash";
+
+/// What a features file says about its stamps; a model trained on one file accepts another
+/// only if these agree (apart from the input hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureMeta {
+    /// (channels, height, width) of one stamp: [4, 21, 21].
+    pub shape: [usize; 3],
+    /// Channel order, comma-separated.
+    pub channels: String,
+    pub normalisation: NormalisationSpec,
+    /// BLAKE3 of the ingest file these features were made from.
+    pub input_hash: String,
+}
+
+impl FeatureMeta {
+    pub fn new(normalisation: NormalisationSpec, input_hash: String) -> Self {
+        FeatureMeta {
+            shape: [Channel::ALL.len(), STAMP_SIDE, STAMP_SIDE],
+            channels: Channel::order_string(),
+            normalisation,
+            input_hash,
+        }
+    }
+
+    /// The schema of a features file carrying this metadata.
+    pub fn schema(&self) -> SchemaRef {
+        let metadata = HashMap::from([
+            (
+                SHAPE_KEY.to_string(),
+                serde_json::to_string(&self.shape).expect("shape serialises"),
+            ),
+            (CHANNELS_KEY.to_string(), self.channels.clone()),
+            (
+                NORMALISATION_KEY.to_string(),
+                serde_json::to_string(&self.normalisation).expect("spec serialises"),
+            ),
+            (INPUT_HASH_KEY.to_string(), self.input_hash.clone()),
+        ]);
+        Arc::new(Schema::new_with_metadata(fields(), metadata))
+    }
+
+    fn from_schema(path: &Path, schema: &Schema) -> Result<Self, FeaturesError> {
+        let get = |key: &str| {
+            schema.metadata().get(key).ok_or_else(|| {
+                FeaturesError::schema(
+                    path,
+                    format!(
+                        "no '{key}' metadata: not a features file written by the features stage"
+                    ),
+                )
+            })
+        };
+        let parse_error = |key: &str, e: serde_json::Error| {
+            FeaturesError::schema(path, format!("bad '{key}' metadata: {e}"))
+        };
+        let meta = FeatureMeta {
+            shape: serde_json::from_str(get(SHAPE_KEY)?).map_err(|e| parse_error(SHAPE_KEY, e))?,
+            channels: get(CHANNELS_KEY)?.clone(),
+            normalisation: serde_json::from_str(get(NORMALISATION_KEY)?)
+                .map_err(|e| parse_error(NORMALISATION_KEY, e))?,
+            input_hash: get(INPUT_HASH_KEY)?.clone(),
+        };
+        let expected = FeatureMeta::new(meta.normalisation.clone(), meta.input_hash.clone());
+        if meta.shape != expected.shape || meta.channels != expected.channels {
+            return Err(FeaturesError::schema(
+                path,
+                format!(
+                    "stamps are {:?} in channel order '{}', this build expects {:?} in order '{}'",
+                    meta.shape, meta.channels, expected.shape, expected.channels
+                ),
+            ));
+        }
+        Ok(meta)
+    }
+}
+
+/// The columns of a features file.
+pub(crate) fn fields() -> Vec<Field> {
+    vec![
+        id_field(),
+        label_field(),
+        f32_list_field("stamp", TENSOR_LEN),
+        Field::new("centre_snr", DataType::Float32, false),
+    ]
+}
+
+/// All candidates of one split, ready for a model.
+#[derive(Debug, Clone)]
+pub struct StampSet {
+    pub ids: Vec<String>,
+    /// 1 = real, 0 = bogus; `None` for unlabelled candidates.
+    pub labels: Vec<Option<u8>>,
+    /// (N, 4, 21, 21) row-major, normalised as `meta.normalisation` says.
+    pub stamps: Vec<f32>,
+    /// The raw (unnormalised) SNR-difference value at the centre pixel, per candidate.
+    pub centre_snr: Vec<f32>,
+    pub meta: FeatureMeta,
+    /// BLAKE3 of the file read (empty for a set built in memory).
+    pub file_hash: String,
+}
+
+impl StampSet {
+    /// Build a set in memory (tests, simulated inputs). `stamps.len()` must be `ids.len() * 1764`.
+    pub fn from_parts(
+        ids: Vec<String>,
+        labels: Vec<Option<u8>>,
+        stamps: Vec<f32>,
+        centre_snr: Vec<f32>,
+        meta: FeatureMeta,
+    ) -> Self {
+        assert_eq!(
+            stamps.len(),
+            ids.len() * TENSOR_LEN,
+            "stamps must be (N, 4, 21, 21)"
+        );
+        assert_eq!(labels.len(), ids.len());
+        assert_eq!(centre_snr.len(), ids.len());
+        StampSet {
+            ids,
+            labels,
+            stamps,
+            centre_snr,
+            meta,
+            file_hash: String::new(),
+        }
+    }
+
+    /// Read a features file, checking its schema and metadata.
+    pub fn read(path: &Path) -> Result<Self, FeaturesError> {
+        let (schema, batches) = arrow_io::read_ipc(path)?;
+        for field in fields() {
+            expect_field(path, &schema, &field)?;
+        }
+        let meta = FeatureMeta::from_schema(path, &schema)?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let mut set = StampSet {
+            ids: Vec::with_capacity(rows),
+            labels: Vec::with_capacity(rows),
+            stamps: Vec::with_capacity(rows * TENSOR_LEN),
+            centre_snr: Vec::with_capacity(rows),
+            meta,
+            file_hash: hits_core::io::hash_file(path)?,
+        };
+        for batch in &batches {
+            set.ids.extend(
+                arrow_io::ids(path, batch)?
+                    .iter()
+                    .map(|id| id.unwrap_or_default().to_string()),
+            );
+            set.labels.extend(arrow_io::labels(path, batch)?.iter());
+            set.stamps
+                .extend_from_slice(arrow_io::f32_list_values(path, batch, "stamp")?);
+            let snr = batch.column_by_name("centre_snr").expect("schema checked");
+            let snr = snr
+                .as_any()
+                .downcast_ref::<arrow::array::Float32Array>()
+                .expect("schema checked");
+            set.centre_snr.extend(snr.values().iter());
+        }
+        Ok(set)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Candidate `i`: (4, 21, 21) row-major.
+    pub fn stamp(&self, i: usize) -> &[f32] {
+        &self.stamps[i * TENSOR_LEN..(i + 1) * TENSOR_LEN]
+    }
+}
+
+/// Read `<artifacts>/features/<split>.arrow` after checking it against the features manifest,
+/// so a file changed since the features stage wrote it is refused.
+pub fn open_split(pipeline: &Pipeline, split: &str) -> Result<StampSet, FeaturesError> {
+    let dir = pipeline.stage_dir(STAGE);
+    let path = dir.join(format!("{split}.arrow"));
+    hits_core::manifest::Manifest::read(&dir)?.verify_output(&path)?;
+    StampSet::read(&path)
+}

@@ -1,0 +1,295 @@
+//! The features stage on tiny ingest files the tests write themselves.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt8Array};
+use arrow::datatypes::Schema;
+use features::{CENTRE_PIXEL, NormalisationSpec, StampSet};
+use hits_core::arrow_io::{f32_list_array, f32_list_field, id_field, label_field, write_ipc};
+use hits_core::config::{Normalisation, SplitConfig};
+use hits_core::manifest::Manifest;
+use hits_core::{Channel, CoreError, Pipeline, STAMP_PIXELS, TENSOR_LEN};
+
+fn pixel(channel: usize, row: usize, p: usize) -> f32 {
+    (channel * 100 + row) as f32 + p as f32 * 0.5 - 40.0
+}
+
+/// Write `<artifacts>/ingest/<split>.arrow` for every (split, rows, labelled), and its manifest.
+fn write_ingest(pipeline: &Pipeline, splits: &[(&str, usize, bool)]) {
+    let dir = pipeline.stage_dir("ingest");
+    let mut fields = vec![id_field(), label_field()];
+    fields.extend(Channel::ALL.map(|c| f32_list_field(c.name(), STAMP_PIXELS)));
+    let schema = Arc::new(Schema::new(fields));
+    let mut manifest = Manifest::new("ingest", "test", pipeline);
+    for &(split, rows, labelled) in splits {
+        let ids: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..rows).map(|r| format!("{split}-{r}")),
+        ));
+        let labels: ArrayRef = Arc::new(if labelled {
+            UInt8Array::from_iter_values((0..rows).map(|r| (r % 2) as u8))
+        } else {
+            UInt8Array::new_null(rows)
+        });
+        let mut columns = vec![ids, labels];
+        for c in 0..4 {
+            let values = (0..rows)
+                .flat_map(|r| (0..STAMP_PIXELS).map(move |p| pixel(c, r, p)))
+                .collect();
+            columns.push(Arc::new(f32_list_array(values, STAMP_PIXELS)));
+        }
+        let path = dir.join(format!("{split}.arrow"));
+        write_ipc::<CoreError>(
+            &path,
+            schema.clone(),
+            [Ok(RecordBatch::try_new(schema.clone(), columns).unwrap())],
+        )
+        .unwrap();
+        manifest.add_output(&path).unwrap();
+    }
+    manifest.write(&dir).unwrap();
+}
+
+fn pipeline(root: &Path, normalisation: Normalisation) -> Pipeline {
+    let mut pipeline = Pipeline {
+        artifacts: root.to_path_buf(),
+        ..Pipeline::default()
+    };
+    pipeline.features.normalisation = normalisation;
+    pipeline.data.splits.insert(
+        "train".into(),
+        SplitConfig {
+            dir: "unused".into(),
+            labelled: true,
+        },
+    );
+    pipeline.data.splits.insert(
+        "test".into(),
+        SplitConfig {
+            dir: "unused".into(),
+            labelled: false,
+        },
+    );
+    pipeline
+}
+
+fn build(normalisation: Normalisation) -> (tempfile::TempDir, Pipeline) {
+    let root = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(root.path(), normalisation);
+    write_ingest(&pipeline, &[("train", 6, true), ("test", 3, false)]);
+    features::run(&pipeline).unwrap();
+    (root, pipeline)
+}
+
+#[test]
+fn stacks_channels_in_order_template_science_difference_snr() {
+    let (_root, pipeline) = build(Normalisation::None);
+    let set = features::open_split(&pipeline, "train").unwrap();
+    assert_eq!(set.len(), 6);
+    assert_eq!(set.stamps.len(), 6 * TENSOR_LEN);
+    for c in Channel::ALL {
+        for p in [0, 17, 440] {
+            assert_eq!(
+                set.stamp(4)[c.index() * STAMP_PIXELS + p],
+                pixel(c.index(), 4, p),
+                "{c} pixel {p}"
+            );
+        }
+    }
+    assert_eq!(set.labels[..3], [Some(0), Some(1), Some(0)]);
+    assert_eq!(set.ids[5], "train-5");
+    assert_eq!(set.meta.shape, [4, 21, 21]);
+    assert_eq!(
+        set.meta.channels,
+        "template,science,difference,snr_difference"
+    );
+    assert_eq!(set.meta.normalisation, NormalisationSpec::None);
+    let test = features::open_split(&pipeline, "test").unwrap();
+    assert!(test.labels.iter().all(Option::is_none));
+}
+
+#[test]
+fn centre_snr_is_the_raw_value_whatever_the_normalisation() {
+    let (_root, pipeline) = build(Normalisation::MinmaxPerStamp);
+    let set = features::open_split(&pipeline, "train").unwrap();
+    assert_eq!(
+        set.centre_snr[2],
+        pixel(Channel::SnrDifference.index(), 2, CENTRE_PIXEL)
+    );
+    let stamp = set.stamp(2);
+    assert_eq!(stamp.iter().cloned().fold(f32::INFINITY, f32::min), 0.0);
+    assert_eq!(stamp.iter().cloned().fold(f32::NEG_INFINITY, f32::max), 1.0);
+}
+
+#[test]
+fn zscore_statistics_come_from_train_and_are_reused_for_test() {
+    let (root, pipeline) = build(Normalisation::Zscore);
+    let train = features::open_split(&pipeline, "train").unwrap();
+    let test = features::open_split(&pipeline, "test").unwrap();
+    let NormalisationSpec::Zscore { mean, std } = &train.meta.normalisation else {
+        panic!("not zscore")
+    };
+    assert_eq!(train.meta.normalisation, test.meta.normalisation);
+    let expected_mean =
+        features::zscore_statistics(&root.path().join("ingest/train.arrow")).unwrap();
+    assert_eq!(train.meta.normalisation, expected_mean);
+    // Template values of train: rows 0..6, pixels 0..441 -> mean = 2.5 + 110 - 40.
+    assert!((mean[0] - 72.5).abs() < 1e-3, "{mean:?}");
+    assert!(std[0] > 0.0);
+    let raw = pixel(0, 1, 3);
+    assert!((test.stamp(1)[3] - (raw - mean[0]) / std[0]).abs() < 1e-5);
+    let saved: NormalisationSpec = serde_json::from_str(
+        &std::fs::read_to_string(root.path().join("features/normalisation.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved, train.meta.normalisation);
+}
+
+#[test]
+fn changed_ingest_file_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(root.path(), Normalisation::None);
+    write_ingest(&pipeline, &[("train", 4, true), ("test", 2, false)]);
+    let path = root.path().join("ingest/train.arrow");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let err = features::run(&pipeline).unwrap_err().to_string();
+    assert!(
+        err.contains("train.arrow") && err.contains("changed or corrupt"),
+        "{err}"
+    );
+    assert!(
+        !root.path().join("features").exists(),
+        "nothing may be written"
+    );
+}
+
+#[test]
+fn changed_features_file_is_refused_by_open_split() {
+    let (root, pipeline) = build(Normalisation::None);
+    let path = root.path().join("features/test.arrow");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    let err = features::open_split(&pipeline, "test")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("test.arrow") && err.contains("changed or corrupt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_schema_or_truncated_file_is_refused_by_read() {
+    let root = tempfile::tempdir().unwrap();
+    // An ingest file is not a features file.
+    let pipeline = pipeline(root.path(), Normalisation::None);
+    write_ingest(&pipeline, &[("train", 2, true)]);
+    let err = StampSet::read(&root.path().join("ingest/train.arrow"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no column 'stamp'"), "{err}");
+
+    // A stamp of the wrong length.
+    let path = root.path().join("short.arrow");
+    let schema = Arc::new(Schema::new(vec![
+        id_field(),
+        label_field(),
+        f32_list_field("stamp", TENSOR_LEN - 1),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["a"])),
+        Arc::new(UInt8Array::from(vec![1])),
+        Arc::new(f32_list_array(vec![0.0; TENSOR_LEN - 1], TENSOR_LEN - 1)),
+    ];
+    write_ipc::<CoreError>(
+        &path,
+        schema.clone(),
+        [Ok(RecordBatch::try_new(schema, columns).unwrap())],
+    )
+    .unwrap();
+    let err = StampSet::read(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("short.arrow") && err.contains("column 'stamp'") && err.contains("1763"),
+        "{err}"
+    );
+
+    // Truncated.
+    let (root, _pipeline) = build(Normalisation::None);
+    let path = root.path().join("features/train.arrow");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let err = StampSet::read(&path).unwrap_err().to_string();
+    assert!(err.contains("train.arrow") && !err.contains('\n'), "{err}");
+}
+
+#[test]
+fn inspect_summarises_and_renders() {
+    let (root, _pipeline) = build(Normalisation::None);
+    let path = root.path().join("features/train.arrow");
+    let inspection = features::inspect::inspect(&path, 3).unwrap();
+    assert_eq!(
+        (
+            inspection.rows,
+            inspection.real,
+            inspection.bogus,
+            inspection.unlabelled
+        ),
+        (6, 3, 3, 0)
+    );
+    assert_eq!(inspection.id, "train-3");
+    assert_eq!(inspection.stamp[STAMP_PIXELS + 5], pixel(1, 3, 5));
+    let summary = inspection.summary(&path);
+    assert!(
+        summary.contains("stamp: FixedSizeList") && summary.contains("hits.normalisation"),
+        "{summary}"
+    );
+    let png = root.path().join("inspect.png");
+    inspection.write_png(&png).unwrap();
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    // The ingest layout (one column per channel) gives the same stamp.
+    let ingest = features::inspect::inspect(&root.path().join("ingest/train.arrow"), 3).unwrap();
+    assert_eq!(ingest.stamp, inspection.stamp);
+    assert!(features::inspect::inspect(&path, 6).is_err());
+}
+
+/// Other tools must read our features: checked with pyarrow where python has it.
+#[test]
+fn pyarrow_reads_the_features_file() {
+    let has_pyarrow = std::process::Command::new("python3")
+        .args(["-c", "import pyarrow"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_pyarrow {
+        eprintln!("skipped: python3 with pyarrow not found (.ci/run installs it)");
+        return;
+    }
+    let (root, _pipeline) = build(Normalisation::MinmaxPerStamp);
+    let script = r#"
+import sys, json, pyarrow.ipc as ipc
+t = ipc.open_file(sys.argv[1]).read_all()
+meta = {k.decode(): v.decode() for k, v in t.schema.metadata.items()}
+print(json.dumps({"rows": t.num_rows, "size": t.schema.field("stamp").type.list_size,
+                  "shape": json.loads(meta["hits.shape"]), "first": t.column("stamp")[0].values[0].as_py()}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            root.path().join("features/train.arrow").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(read["rows"], 6);
+    assert_eq!(read["size"], 1764);
+    assert_eq!(read["shape"], serde_json::json!([4, 21, 21]));
+    assert_eq!(read["first"], 0.0);
+}
