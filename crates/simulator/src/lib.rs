@@ -1,1 +1,268 @@
+//! HiTS stamp simulator calibrated to the real HiTS 2015 observing conditions.
+//!
+//! Each candidate draws a real template/science epoch pair of one field, renders a scene
+//! (a new point source, a host galaxy, a variable star, or one of the bogus artefacts) with
+//! Moffat PSFs, sky, Poisson and read noise and saturation, and subtracts the images as the
+//! HiTS pipeline did. Every candidate passes a detection cut near the centre, so brightness
+//! alone does not tell real from bogus.
 
+pub mod candidate;
+pub mod check;
+pub mod conditions;
+pub mod error;
+pub mod psf;
+pub mod render;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use hits_core::{Channel, Pipeline};
+use hits_core::manifest::Manifest;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+pub use candidate::{Kind, Stamps, Truth};
+pub use conditions::Conditions;
+pub use error::SimError;
+
+/// Which set of candidates; part of every candidate's random stream and of its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+    /// Candidates drawn only for `simulate check`.
+    Check,
+}
+
+impl Split {
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+            Split::Check => "check",
+        }
+    }
+
+    fn stream(self) -> u64 {
+        (self as u64 + 1) << 32
+    }
+}
+
+/// One simulated candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// `<split>-<6-digit index from 1>`, unique across splits.
+    pub id: String,
+    pub label: u8,
+    pub stamps: Stamps,
+    pub truth: Truth,
+}
+
+/// A generator independent of thread scheduling: candidate `index` of `split` always uses
+/// the same ChaCha stream of `seed`.
+fn rng_for(seed: u64, split: Split, index: u32) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(split.stream() | u64::from(index));
+    rng
+}
+
+/// Labels of a split: exactly round(n · real_fraction) reals, in a seeded random order.
+fn split_labels(seed: u64, split: Split, n: usize, real_fraction: f64) -> Vec<u8> {
+    let reals = (n as f64 * real_fraction).round() as usize;
+    let mut labels: Vec<u8> = (0..n).map(|i| u8::from(i < reals)).collect();
+    let mut rng = rng_for(seed, split, u32::MAX);
+    for i in (1..n).rev() {
+        labels.swap(i, rng.random_range(0..=i));
+    }
+    labels
+}
+
+/// Simulate `n` candidates of `split` in parallel; `progress` advances once per candidate.
+pub fn simulate_split(
+    pipeline: &Pipeline,
+    conditions: &Conditions,
+    split: Split,
+    n: usize,
+    progress: &ProgressBar,
+) -> Result<Vec<Candidate>, SimError> {
+    let config = &pipeline.simulate;
+    candidate::validate_mix(&config.real_mix, &config.bogus_mix)?;
+    if n >= u32::MAX as usize {
+        return Err(SimError::Config(format!("{n} candidates is too many for one split")));
+    }
+    let labels = split_labels(pipeline.seed, split, n, config.real_fraction);
+    labels
+        .par_iter()
+        .enumerate()
+        .map(|(i, &label)| {
+            let mut rng = rng_for(pipeline.seed, split, i as u32);
+            let kind = Kind::sample(label, &config.real_mix, &config.bogus_mix, &mut rng);
+            let (stamps, truth) = candidate::simulate(kind, conditions, &mut rng)?;
+            progress.inc(1);
+            Ok(Candidate { id: format!("{}-{:06}", split.name(), i + 1), label, stamps, truth })
+        })
+        .collect()
+}
+
+/// What [`generate`] wrote and how fast it simulated.
+#[derive(Debug)]
+pub struct Summary {
+    pub files: Vec<PathBuf>,
+    pub candidates: usize,
+    pub simulation_seconds: f64,
+}
+
+impl Summary {
+    pub fn candidates_per_second(&self) -> f64 {
+        self.candidates as f64 / self.simulation_seconds.max(1e-9)
+    }
+}
+
+fn progress_bar(total: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) = ProgressStyle::with_template("{msg:>5} [{bar:40}] {pos}/{len} candidates ({per_sec}, eta {eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Simulate the train and test splits of `pipeline.simulate` and write them under `out_dir`:
+/// channel CSVs, `train/labels.csv`, `<split>/truth.csv`, the answer key `test_labels.csv`,
+/// the configuration used and a manifest of the outputs.
+pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
+    let config = &pipeline.simulate;
+    let conditions = Conditions::embedded()?;
+    let out = &config.out_dir;
+    let files_names = &pipeline.data.files;
+    let mut files = Vec::new();
+    let mut simulation_seconds = 0.0;
+    let total = config.train_candidates + config.test_candidates;
+    let bar = progress_bar(total);
+    for (split, n) in [(Split::Train, config.train_candidates), (Split::Test, config.test_candidates)] {
+        bar.set_message(split.name());
+        let started = std::time::Instant::now();
+        let candidates = simulate_split(pipeline, &conditions, split, n, &bar)?;
+        simulation_seconds += started.elapsed().as_secs_f64();
+        let dir = out.join(split.name());
+        for channel in Channel::ALL {
+            let path = dir.join(files_names.channel(channel));
+            writer::write_channel(&path, &candidates, channel.index())?;
+            files.push(path);
+        }
+        let labels = match split {
+            Split::Train => dir.join(&files_names.labels),
+            // The test answer key stays outside the test directory.
+            _ => out.join("test_labels.csv"),
+        };
+        writer::write_labels(&labels, &candidates)?;
+        let truth = dir.join("truth.csv");
+        writer::write_truth(&truth, &candidates)?;
+        files.extend([labels, truth]);
+        let reals = candidates.iter().filter(|c| c.label == 1).count();
+        tracing::info!(split = split.name(), candidates = n, reals, dir = %dir.display(), "wrote split");
+    }
+    bar.finish();
+    files.push(pipeline.write_used(out)?);
+    write_manifest(pipeline, out, &files)?;
+    Ok(Summary { files, candidates: total, simulation_seconds })
+}
+
+fn write_manifest(pipeline: &Pipeline, out: &Path, files: &[PathBuf]) -> Result<(), SimError> {
+    let mut manifest = Manifest::new("simulate", env!("CARGO_PKG_VERSION"), pipeline);
+    for file in files {
+        manifest.add_output(file)?;
+    }
+    manifest.write(out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(seed: u64, dir: &Path, train: usize, test: usize, real_fraction: f64) -> Pipeline {
+        let mut p = Pipeline { seed, ..Pipeline::default() };
+        p.simulate.out_dir = dir.to_path_buf();
+        p.simulate.train_candidates = train;
+        p.simulate.test_candidates = test;
+        p.simulate.real_fraction = real_fraction;
+        p
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_different() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        for (dir, seed) in dirs.iter().zip([7, 7, 8]) {
+            generate(&tiny(seed, dir.path(), 24, 10, 0.5)).unwrap();
+        }
+        for file in ["train/difference.csv", "train/labels.csv", "test/snr_difference.csv", "test_labels.csv"] {
+            let [a, b, c] = [0, 1, 2].map(|i| read(&dirs[i].path().join(file)));
+            assert_eq!(a, b, "{file} differs for the same seed");
+            if file.ends_with("difference.csv") {
+                assert_ne!(a, c, "{file} identical for another seed");
+            }
+        }
+    }
+
+    #[test]
+    fn csv_layout_has_header_ids_and_442_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(&tiny(1, dir.path(), 12, 6, 0.5)).unwrap();
+        let mut ids = std::collections::HashSet::new();
+        for (split, n) in [("train", 12), ("test", 6)] {
+            for channel in Channel::ALL {
+                let text = read(&dir.path().join(split).join(format!("{}.csv", channel.name())));
+                let mut lines = text.lines();
+                let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+                assert_eq!(header.len(), 442);
+                assert_eq!((header[0], header[1], header[441]), ("id", "p0", "p440"));
+                let rows: Vec<&str> = lines.collect();
+                assert_eq!(rows.len(), n);
+                for (i, row) in rows.iter().enumerate() {
+                    let cells: Vec<&str> = row.split(',').collect();
+                    assert_eq!(cells.len(), 442);
+                    assert_eq!(cells[0], format!("{split}-{:06}", i + 1));
+                    assert!(cells[1..].iter().all(|c| c.parse::<f32>().is_ok_and(f32::is_finite)), "{row}");
+                    ids.insert(cells[0].to_string());
+                }
+            }
+        }
+        assert_eq!(ids.len(), 18, "ids not unique across splits");
+        assert!(!dir.path().join("test/labels.csv").exists(), "test labels must stay apart");
+        assert_eq!(read(&dir.path().join("test_labels.csv")).lines().count(), 7);
+        assert!(read(&dir.path().join("train/labels.csv")).starts_with("id,label\ntrain-000001,"));
+        assert!(dir.path().join("pipeline.toml").exists() && dir.path().join("manifest.json").exists());
+    }
+
+    #[test]
+    fn labels_follow_real_fraction_and_kinds_match_labels() {
+        let conditions = Conditions::embedded().unwrap();
+        for fraction in [0.5, 0.3] {
+            let mut p = Pipeline::default();
+            p.simulate.real_fraction = fraction;
+            let candidates = simulate_split(&p, &conditions, Split::Check, 60, &ProgressBar::hidden()).unwrap();
+            let reals = candidates.iter().filter(|c| c.label == 1).count();
+            assert_eq!(reals, (60.0 * fraction).round() as usize);
+            for c in &candidates {
+                assert_eq!(c.label, c.truth.kind.label(), "{}", c.id);
+                assert!(c.stamps.passes_detection() && c.truth.centre_snr.abs() >= 5.0, "{} {}", c.id, c.truth.centre_snr);
+            }
+            // The order is shuffled, not all reals first.
+            assert!(candidates[..reals].iter().any(|c| c.label == 0));
+        }
+    }
+
+    #[test]
+    fn bad_mix_is_refused() {
+        let mut p = Pipeline::default();
+        p.simulate.bogus_mix.noise = -1.0;
+        let err = simulate_split(&p, &Conditions::embedded().unwrap(), Split::Check, 2, &ProgressBar::hidden()).unwrap_err();
+        assert!(err.to_string().contains("bogus_mix"), "{err}");
+    }
+}

@@ -1,0 +1,211 @@
+//! Realism check: simulated science stamps next to real HiTS 2015 ones, and the sky level,
+//! noise and PSF width of both, measured the same way.
+
+use std::path::{Path, PathBuf};
+
+use hits_core::{Pipeline, STAMP_PIXELS, STAMP_SIDE};
+use indicatif::ProgressBar;
+use plots::StampPanel;
+
+use crate::error::SimError;
+use crate::{Candidate, Conditions, Split, simulate_split};
+
+/// A real science stamp from `real_science_stamps.csv`.
+#[derive(Debug, Clone)]
+pub struct RealStamp {
+    pub name: String,
+    pub class: String,
+    pub pixels: Vec<f32>,
+}
+
+/// Read `name,label,epoch_mjd,p0..p440`.
+pub fn read_real_stamps(path: &Path) -> Result<Vec<RealStamp>, SimError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SimError::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let bad = |message: String| SimError::Parse { path: path.into(), line: i + 1, message };
+            let cells: Vec<&str> = line.split(',').collect();
+            if cells.len() != 3 + STAMP_PIXELS {
+                return Err(bad(format!("{} columns, expected {}", cells.len(), 3 + STAMP_PIXELS)));
+            }
+            let pixels = cells[3..]
+                .iter()
+                .map(|c| c.trim().parse::<f32>().map_err(|e| bad(format!("'{c}': {e}"))))
+                .collect::<Result<Vec<f32>, _>>()?;
+            Ok(RealStamp { name: cells[0].to_string(), class: cells[1].to_string(), pixels })
+        })
+        .collect()
+}
+
+/// Sky level, noise and (for a bright enough central source) PSF FWHM of a science stamp.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StampStats {
+    /// Median of the outer pixels, ADU.
+    pub sky: f32,
+    /// Robust σ (1.4826 MAD of neighbour differences / √2) of the outer pixels, ADU.
+    pub noise: f32,
+    /// Diameter of the area above half the central peak, pixels.
+    pub fwhm: Option<f32>,
+}
+
+/// Masked detector regions carry sentinels (-9999, ~1e8); they are not sky.
+fn is_usable(v: f32) -> bool {
+    v.is_finite() && v > -1000.0 && v < 1e7
+}
+
+fn median(values: &mut [f32]) -> f32 {
+    values.sort_by(f32::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Pixels at least this far (Chebyshev distance) from the centre count as sky.
+const OUTER: i32 = 7;
+/// A source must peak this many σ above the sky for its FWHM to be measured.
+const FWHM_MIN_SNR: f32 = 30.0;
+
+pub fn stamp_stats(pixels: &[f32]) -> Option<StampStats> {
+    let half = (STAMP_SIDE / 2) as i32;
+    let at = |x: i32, y: i32| pixels[((y + half) * STAMP_SIDE as i32 + x + half) as usize];
+    let all = || (-half..=half).flat_map(move |y| (-half..=half).map(move |x| (x, y)));
+    let mut outer: Vec<f32> = all().filter(|&(x, y)| x.abs().max(y.abs()) >= OUTER).map(|(x, y)| at(x, y)).filter(|v| is_usable(*v)).collect();
+    if outer.len() < 20 {
+        return None;
+    }
+    let sky = median(&mut outer);
+    // Differences of horizontal neighbours cancel the smooth wings of a bright central star,
+    // which would otherwise inflate a plain MAD of the outer pixels.
+    let mut steps: Vec<f32> = all()
+        .filter(|&(x, y)| x < half && x.abs().max(y.abs()) >= OUTER && (x + 1).abs().max(y.abs()) >= OUTER)
+        .map(|(x, y)| (at(x, y), at(x + 1, y)))
+        .filter(|(a, b)| is_usable(*a) && is_usable(*b))
+        .map(|(a, b)| (a - b).abs())
+        .collect();
+    let noise = 1.4826 * median(&mut steps) / std::f32::consts::SQRT_2;
+    let peak = all().filter(|&(x, y)| x.abs().max(y.abs()) <= 2).map(|(x, y)| at(x, y)).filter(|v| is_usable(*v)).fold(f32::MIN, f32::max) - sky;
+    // Saturated sources have flat tops: their half-maximum area says nothing about the PSF.
+    let fwhm = (peak > FWHM_MIN_SNR * noise && peak + sky < 0.9 * crate::conditions::SATURATION_ADU).then(|| {
+        let area = all().filter(|&(x, y)| x * x + y * y <= 64 && is_usable(at(x, y)) && at(x, y) - sky >= peak / 2.0).count();
+        2.0 * (area as f32 / std::f32::consts::PI).sqrt()
+    });
+    Some(StampStats { sky, noise, fwhm })
+}
+
+/// Medians of the measured quantities, simulated vs real, for the printed table.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub quantity: &'static str,
+    pub simulated: f32,
+    pub real: f32,
+    pub simulated_n: usize,
+    pub real_n: usize,
+}
+
+pub struct CheckReport {
+    pub comparisons: Vec<Comparison>,
+    pub files: Vec<PathBuf>,
+}
+
+/// Panel rows of the side-by-side gallery: two real and two simulated science stamps each.
+const GALLERY_ROWS: usize = 10;
+
+/// Simulate `count` candidates, measure them and the real stamps, and write the gallery and
+/// histograms into `out_dir`.
+pub fn run(pipeline: &Pipeline, real_path: &Path, out_dir: &Path, count: usize) -> Result<CheckReport, SimError> {
+    let real = read_real_stamps(real_path)?;
+    let conditions = Conditions::embedded()?;
+    let simulated = simulate_split(pipeline, &conditions, Split::Check, count, &ProgressBar::hidden())?;
+    let real_stats: Vec<StampStats> = real.iter().filter_map(|s| stamp_stats(&s.pixels)).collect();
+    let sim_stats: Vec<StampStats> = simulated.iter().filter_map(|c| stamp_stats(&c.stamps.science.pixels)).collect();
+
+    let mut files = Vec::new();
+    let gallery = out_dir.join("science-real-vs-sim.png");
+    plots::stamp_gallery(&gallery, "science stamps: real HiTS 2015 (left) vs simulated (right)", ["real", "real", "simulated", "simulated"], &side_by_side(&real, &simulated))?;
+    files.push(gallery);
+    let candidates = out_dir.join("sim-candidates.png");
+    let panels: Vec<StampPanel> = simulated
+        .iter()
+        .take(16)
+        .map(|c| StampPanel {
+            caption: format!("{} label {} {} SNR {:.1}", c.id, c.label, c.truth.kind.name(), c.truth.centre_snr),
+            channels: c.stamps.channels().map(|i| i.pixels.clone()),
+        })
+        .collect();
+    plots::stamp_gallery(&candidates, "simulated candidates", hits_core::Channel::ALL.map(|c| c.name()), &panels)?;
+    files.push(candidates);
+
+    let mut comparisons = Vec::new();
+    type Measure = fn(&StampStats) -> Option<f32>;
+    let quantities: [(&'static str, &str, Measure); 3] = [
+        ("sky level (ADU)", "sky.png", |s| Some(s.sky)),
+        ("noise sigma (ADU)", "noise.png", |s| Some(s.noise)),
+        ("PSF FWHM (px)", "fwhm.png", |s| s.fwhm),
+    ];
+    for (quantity, file, get) in quantities {
+        let sim: Vec<f64> = sim_stats.iter().filter_map(get).map(f64::from).collect();
+        let real: Vec<f64> = real_stats.iter().filter_map(get).map(f64::from).collect();
+        let path = out_dir.join(file);
+        plots::histograms(&path, &format!("{quantity}: simulated vs real science stamps"), quantity, &[("simulated", &sim), ("real HiTS 2015", &real)], 30, true)?;
+        files.push(path);
+        let med = |v: &[f64]| if v.is_empty() { f32::NAN } else { median(&mut v.iter().map(|x| *x as f32).collect::<Vec<_>>()) };
+        comparisons.push(Comparison { quantity, simulated: med(&sim), real: med(&real), simulated_n: sim.len(), real_n: real.len() });
+    }
+    Ok(CheckReport { comparisons, files })
+}
+
+/// Rows of two real then two simulated science stamps; simulated ones with a bright central
+/// source come first so they can be compared with the real stars.
+fn side_by_side(real: &[RealStamp], simulated: &[Candidate]) -> Vec<StampPanel> {
+    let mut sims: Vec<&Candidate> = simulated.iter().collect();
+    sims.sort_by_key(|c| stamp_stats(&c.stamps.science.pixels).and_then(|s| s.fwhm).is_none());
+    (0..GALLERY_ROWS)
+        .filter(|&row| 2 * row + 1 < real.len() && 2 * row + 1 < sims.len())
+        .map(|row| {
+            let (r1, r2) = (&real[2 * row], &real[2 * row + 1]);
+            let (s1, s2) = (sims[2 * row], sims[2 * row + 1]);
+            StampPanel {
+                caption: format!("{} ({}), {} ({})  |  {}, {}", short(&r1.name), r1.class, short(&r2.name), r2.class, s1.truth.kind.name(), s2.truth.kind.name()),
+                channels: [r1.pixels.clone(), r2.pixels.clone(), s1.stamps.science.pixels.clone(), s2.stamps.science.pixels.clone()],
+            }
+        })
+        .collect()
+}
+
+fn short(name: &str) -> &str {
+    &name[..name.len().min(18)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_recover_sky_noise_and_fwhm_and_skip_sentinels() {
+        use crate::psf::Moffat;
+        use crate::render::{Image, observe};
+        use rand::SeedableRng;
+        let mut model = Image::new(STAMP_SIDE);
+        // Bright enough for a FWHM (peak ≈ 360 ADU ≈ 60 σ), faint enough that its Moffat wings
+        // raise the outer pixels by only a few ADU.
+        model.add_point_source(&Moffat::new(5.0), 0.0, 0.0, 15_000.0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let (mut seen, variance) = observe(&model, 120.0, &mut rng);
+        seen.pixels[0] = -9999.0;
+        seen.pixels[20] = 1e8;
+        let stats = stamp_stats(&seen.pixels).unwrap();
+        assert!((stats.sky - 120.0).abs() < 8.0, "{stats:?}");
+        assert!((stats.noise / variance.pixels[0].sqrt() - 1.0).abs() < 0.25, "{stats:?}");
+        let fwhm = stats.fwhm.unwrap();
+        assert!((4.0..6.0).contains(&fwhm), "{fwhm}");
+    }
+
+    #[test]
+    fn real_stamps_parse() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/hits2015/real_science_stamps.csv");
+        let stamps = read_real_stamps(&path).unwrap();
+        assert!(stamps.len() > 50);
+        assert!(stamps.iter().all(|s| s.pixels.len() == STAMP_PIXELS));
+    }
+}

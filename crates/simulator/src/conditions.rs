@@ -1,0 +1,166 @@
+//! Real HiTS 2015 observing conditions, embedded so the simulator needs no external file.
+
+use std::path::Path;
+
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::SimError;
+
+const CONDITIONS_CSV: &str = include_str!("../../../data/hits2015/observing_conditions.csv");
+
+/// DECam camera constants (HiTS_simulations).
+pub const GAIN_E_PER_ADU: f32 = 4.1;
+pub const READ_NOISE_E: f32 = 6.1;
+pub const SATURATION_ADU: f32 = 40_000.0;
+pub const PIXEL_SCALE_ARCSEC: f32 = 0.27;
+
+/// Epochs seeing worse than this are dropped: their PSF is wider than half the stamp and
+/// HiTS' own pipeline discarded such frames.
+const MAX_SEEING_ARCSEC: f32 = 3.0;
+
+/// One real g-band exposure of a HiTS field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Epoch {
+    pub field: String,
+    pub epoch: u32,
+    pub seeing_arcsec: f32,
+    pub sky_adu: f32,
+    pub zero_point: f32,
+}
+
+impl Epoch {
+    /// PSF FWHM in pixels.
+    pub fn fwhm_px(&self) -> f32 {
+        self.seeing_arcsec / PIXEL_SCALE_ARCSEC
+    }
+
+    /// Per-pixel noise of empty sky in ADU: Poisson sky plus read noise.
+    pub fn sky_sigma_adu(&self) -> f32 {
+        pixel_variance(self.sky_adu).sqrt()
+    }
+}
+
+/// Variance in ADU² of a pixel holding `level_adu` (sky included): Poisson (in electrons)
+/// plus read noise. At these counts (> 100 ADU = 400 e-) a Gaussian of this variance is an
+/// excellent approximation of the Poisson distribution.
+pub fn pixel_variance(level_adu: f32) -> f32 {
+    level_adu.max(0.0) / GAIN_E_PER_ADU + (READ_NOISE_E / GAIN_E_PER_ADU).powi(2)
+}
+
+/// The g-band epochs, grouped by field so template and science come from the same field.
+#[derive(Debug, Clone)]
+pub struct Conditions {
+    pub epochs: Vec<Epoch>,
+    /// Indices into `epochs`, one list per field with at least two epochs.
+    fields: Vec<Vec<usize>>,
+}
+
+/// A template and a science exposure of one field.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochPair<'a> {
+    pub template: &'a Epoch,
+    pub science: &'a Epoch,
+}
+
+impl Conditions {
+    /// The embedded `data/hits2015/observing_conditions.csv`.
+    pub fn embedded() -> Result<Self, SimError> {
+        Self::parse(CONDITIONS_CSV, Path::new("data/hits2015/observing_conditions.csv"))
+    }
+
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, SimError> {
+        let mut lines = text.lines().enumerate();
+        let header: Vec<&str> = lines.next().map(|(_, l)| l.split(',').collect()).unwrap_or_default();
+        let column = |name: &str| {
+            header.iter().position(|h| *h == name).ok_or_else(|| SimError::Parse {
+                path: origin.into(),
+                line: 1,
+                message: format!("missing column '{name}'"),
+            })
+        };
+        let [field, epoch, filter, seeing, sky, zp] =
+            ["field", "epoch", "filter", "seeing_arcsec", "sky_adu", "zero_point"].map(column);
+        let (field, epoch, filter, seeing, sky, zp) = (field?, epoch?, filter?, seeing?, sky?, zp?);
+        let mut epochs = Vec::new();
+        for (i, line) in lines {
+            let cells: Vec<&str> = line.split(',').collect();
+            let bad = |message: String| SimError::Parse { path: origin.into(), line: i + 1, message };
+            let cell = |c: usize| cells.get(c).copied().ok_or_else(|| bad(format!("only {} columns", cells.len())));
+            let number = |c: usize| -> Result<f32, SimError> {
+                let text = cell(c)?;
+                text.parse::<f32>().map_err(|e| bad(format!("'{text}': {e}")))
+            };
+            if cell(filter)? != "g" {
+                continue;
+            }
+            let e = Epoch {
+                field: cell(field)?.to_string(),
+                epoch: number(epoch)? as u32,
+                seeing_arcsec: number(seeing)?,
+                sky_adu: number(sky)?,
+                zero_point: number(zp)?,
+            };
+            if e.seeing_arcsec.is_finite() && e.seeing_arcsec <= MAX_SEEING_ARCSEC && e.sky_adu > 0.0 && e.zero_point.is_finite() {
+                epochs.push(e);
+            }
+        }
+        let mut names: Vec<&str> = epochs.iter().map(|e| e.field.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let fields: Vec<Vec<usize>> = names
+            .iter()
+            .map(|name| (0..epochs.len()).filter(|&i| epochs[i].field == *name).collect::<Vec<_>>())
+            .filter(|members| members.len() >= 2)
+            .collect();
+        if fields.is_empty() {
+            return Err(SimError::Parse { path: origin.into(), line: 1, message: "no field has two usable g-band epochs".into() });
+        }
+        Ok(Conditions { epochs, fields })
+    }
+
+    /// A science epoch and a template of the same field; like HiTS, the template usually
+    /// (80%) has the better seeing.
+    pub fn sample_pair(&self, rng: &mut ChaCha8Rng) -> EpochPair<'_> {
+        let field = &self.fields[rng.random_range(0..self.fields.len())];
+        let science = field[rng.random_range(0..field.len())];
+        let others: Vec<usize> = field.iter().copied().filter(|&i| i != science).collect();
+        let sharper: Vec<usize> =
+            others.iter().copied().filter(|&i| self.epochs[i].seeing_arcsec <= self.epochs[science].seeing_arcsec).collect();
+        let pool = if !sharper.is_empty() && rng.random::<f32>() < 0.8 { &sharper } else { &others };
+        let template = pool[rng.random_range(0..pool.len())];
+        EpochPair { template: &self.epochs[template], science: &self.epochs[science] }
+    }
+}
+
+impl EpochPair<'_> {
+    /// Factor turning template ADU into science ADU (common zero point: the science one).
+    pub fn flux_scale(&self) -> f32 {
+        10f32.powf(0.4 * (self.science.zero_point - self.template.zero_point))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn embedded_conditions_are_real_hits_g_band() {
+        let c = Conditions::embedded().unwrap();
+        assert!(c.epochs.len() > 1000, "{} epochs", c.epochs.len());
+        let mut seeing: Vec<f32> = c.epochs.iter().map(|e| e.seeing_arcsec).collect();
+        seeing.sort_by(f32::total_cmp);
+        let median = seeing[seeing.len() / 2];
+        assert!((1.2..1.5).contains(&median), "median seeing {median}");
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut sharper_templates = 0;
+        for _ in 0..500 {
+            let pair = c.sample_pair(&mut rng);
+            assert_eq!(pair.template.field, pair.science.field);
+            assert_ne!(pair.template.epoch, pair.science.epoch);
+            sharper_templates += usize::from(pair.template.seeing_arcsec <= pair.science.seeing_arcsec);
+        }
+        assert!(sharper_templates > 300, "{sharper_templates}/500 sharper templates");
+    }
+}
