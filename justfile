@@ -37,6 +37,15 @@ inspect file row="0":
 train name="default" *flags="":
     {{cargo_run}} -p train -- --pipeline pipelines/{{name}}.toml {{flags}}
 
+# Metrics of external predictions (CSV label,p_real[,snr]), e.g. Deep-HiTS' released test scores.
+evaluate-scores file threshold="0.5":
+    {{cargo_run}} -p evaluate -- --scores {{file}} --threshold {{threshold}}
+
+# Reproduce Deep-HiTS' published test-set figures from its released predictions.
+deephits:
+    just evaluate-scores ../shared/deephits/test_predictions_cnn_arch7.csv
+    just evaluate-scores ../shared/deephits/test_predictions_random_forest.csv
+
 # Run the test suite (debug build; tests make their own tiny data).
 test:
     cargo test --workspace --no-fail-fast
