@@ -8,6 +8,7 @@ use hits_core::TENSOR_LEN;
 use crate::{CHANNELS, RotInvCnn, RotInvCnnConfig, SIDE, SeedCnn, SeedCnnConfig};
 
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one model per process: size is irrelevant
 pub enum Classifier<B: Backend> {
     Seed(SeedCnn<B>),
     RotInv(RotInvCnn<B>),
