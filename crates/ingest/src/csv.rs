@@ -218,77 +218,58 @@ fn one_line(error: &PolarsError) -> String {
         .join(" ")
 }
 
-/// The pixels of column `index` of `frame`, checked finite; the first null or non-finite
-/// value is reported with its row and column.
+/// Column `index` of `frame` read as `T` and converted value by value by `accept`; the first
+/// value it rejects (a null, or out of range) is reported with its row, column and text.
+fn convert_column<T: PolarsPhysicalType, R>(
+    path: &Path,
+    frame: &DataFrame,
+    columns: &Columns,
+    index: usize,
+    accept: impl Fn(Option<T::Physical<'_>>) -> Option<R>,
+) -> Result<Vec<R>, IngestError> {
+    let values = frame
+        .column(columns.names[index].as_str())
+        .and_then(|column| column.as_materialized_series().unpack::<T>())
+        .map_err(|e| IngestError::file(path, one_line(&e)))?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(row, value)| accept(value).ok_or_else(|| cell_problem(path, columns, row, index)))
+        .collect()
+}
+
+/// Pixel column `index`: finite numbers.
 pub(crate) fn pixel_column(
     path: &Path,
     frame: &DataFrame,
     columns: &Columns,
     index: usize,
 ) -> Result<Vec<f32>, IngestError> {
-    let name = &columns.names[index];
-    let series = frame
-        .column(name.as_str())
-        .map_err(|e| IngestError::file(path, one_line(&e)))?;
-    let values = series
-        .f32()
-        .map_err(|e| IngestError::file(path, one_line(&e)))?;
-    let mut out = Vec::with_capacity(values.len());
-    for (row, value) in values.iter().enumerate() {
-        match value {
-            Some(v) if v.is_finite() => out.push(v),
-            _ => return Err(cell_problem(path, columns, row, index)),
-        }
-    }
-    Ok(out)
+    convert_column::<Float32Type, _>(path, frame, columns, index, |v| v.filter(|v| v.is_finite()))
 }
 
-/// The ids (or labels) column `index` of `frame` as strings / integers, nulls reported.
+/// Id column `index`: non-empty text.
 pub(crate) fn id_column(
     path: &Path,
     frame: &DataFrame,
     columns: &Columns,
     index: usize,
 ) -> Result<Vec<String>, IngestError> {
-    let name = &columns.names[index];
-    let series = frame
-        .column(name.as_str())
-        .map_err(|e| IngestError::file(path, one_line(&e)))?;
-    let values = series
-        .str()
-        .map_err(|e| IngestError::file(path, one_line(&e)))?;
-    values
-        .iter()
-        .enumerate()
-        .map(|(row, v)| match v {
-            Some(id) if !id.is_empty() => Ok(id.to_string()),
-            _ => Err(cell_problem(path, columns, row, index)),
-        })
-        .collect()
+    convert_column::<StringType, _>(path, frame, columns, index, |v| {
+        v.filter(|id| !id.is_empty()).map(str::to_string)
+    })
 }
 
+/// Label column `index`: 0 or 1.
 pub(crate) fn label_column(
     path: &Path,
     frame: &DataFrame,
     columns: &Columns,
     index: usize,
 ) -> Result<Vec<u8>, IngestError> {
-    let name = &columns.names[index];
-    let series = frame
-        .column(name.as_str())
-        .map_err(|e| IngestError::file(path, one_line(&e)))?;
-    let values = series
-        .i64()
-        .map_err(|e| IngestError::file(path, one_line(&e)))?;
-    values
-        .iter()
-        .enumerate()
-        .map(|(row, v)| match v {
-            Some(0) => Ok(0),
-            Some(1) => Ok(1),
-            _ => Err(cell_problem(path, columns, row, index)),
-        })
-        .collect()
+    convert_column::<Int64Type, _>(path, frame, columns, index, |v| {
+        v.and_then(|l| u8::try_from(l).ok()).filter(|l| *l <= 1)
+    })
 }
 
 /// The error for a cell polars could not give us: scan the file to say exactly what is there.
