@@ -385,7 +385,7 @@ fn sample_scene(kind: Kind, setup: &Setup, rng: &mut ChaCha8Rng) -> Scene {
         Kind::Noise => {
             let (x, y) = within(rng, 2.0);
             let width = rng.random_range(0.5..1.2f32);
-            let peak = rng.random_range(4.5..7.0) * setup.difference_sigma;
+            let peak = rng.random_range(5.0..8.0) * setup.difference_sigma;
             if chance(rng, 0.65) {
                 scene.science_marks = noise_blob(x, y, width, peak);
             } else {
@@ -563,7 +563,7 @@ pub fn simulate(
             let truth = Truth {
                 kind,
                 centre_snr: stamps.centre_snr(),
-                source_mag: scene.main_source.map(|(_, _, flux)| pair.science.zero_point - 2.5 * flux.log10()),
+                source_mag: scene.main_source.map(|(_, _, flux)| pair.science.magnitude(flux)),
                 source_xy: scene.main_source.map(|(x, y, _)| (x, y)),
                 field: pair.science.field.clone(),
                 template_epoch: pair.template.epoch,
@@ -587,7 +587,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn epoch(seeing: f32, sky: f32, zero_point: f32) -> Epoch {
-        Epoch { field: "f".into(), epoch: 1, seeing_arcsec: seeing, sky_adu: sky, zero_point }
+        Epoch { field: "f".into(), epoch: 1, exp_time_s: 86.0, seeing_arcsec: seeing, sky_adu: sky, zero_point }
     }
 
     /// Noise-free difference of a constant star: rendering with zero noise amplitude is not

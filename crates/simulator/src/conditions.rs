@@ -24,8 +24,10 @@ const MAX_SEEING_ARCSEC: f32 = 3.0;
 pub struct Epoch {
     pub field: String,
     pub epoch: u32,
+    pub exp_time_s: f32,
     pub seeing_arcsec: f32,
     pub sky_adu: f32,
+    /// Magnitude of a source giving 1 ADU per second.
     pub zero_point: f32,
 }
 
@@ -33,6 +35,11 @@ impl Epoch {
     /// PSF FWHM in pixels.
     pub fn fwhm_px(&self) -> f32 {
         self.seeing_arcsec / PIXEL_SCALE_ARCSEC
+    }
+
+    /// Magnitude of a source of `flux` ADU in this exposure.
+    pub fn magnitude(&self, flux: f32) -> f32 {
+        self.zero_point - 2.5 * (flux / self.exp_time_s).log10()
     }
 
     /// Per-pixel noise of empty sky in ADU: Poisson sky plus read noise.
@@ -79,9 +86,9 @@ impl Conditions {
                 message: format!("missing column '{name}'"),
             })
         };
-        let [field, epoch, filter, seeing, sky, zp] =
-            ["field", "epoch", "filter", "seeing_arcsec", "sky_adu", "zero_point"].map(column);
-        let (field, epoch, filter, seeing, sky, zp) = (field?, epoch?, filter?, seeing?, sky?, zp?);
+        let [field, epoch, filter, exp_time, seeing, sky, zp] =
+            ["field", "epoch", "filter", "exp_time_s", "seeing_arcsec", "sky_adu", "zero_point"].map(column);
+        let (field, epoch, filter, exp_time, seeing, sky, zp) = (field?, epoch?, filter?, exp_time?, seeing?, sky?, zp?);
         let mut epochs = Vec::new();
         for (i, line) in lines {
             let cells: Vec<&str> = line.split(',').collect();
@@ -97,11 +104,13 @@ impl Conditions {
             let e = Epoch {
                 field: cell(field)?.to_string(),
                 epoch: number(epoch)? as u32,
+                exp_time_s: number(exp_time)?,
                 seeing_arcsec: number(seeing)?,
                 sky_adu: number(sky)?,
                 zero_point: number(zp)?,
             };
-            if e.seeing_arcsec.is_finite() && e.seeing_arcsec <= MAX_SEEING_ARCSEC && e.sky_adu > 0.0 && e.zero_point.is_finite() {
+            let usable = e.seeing_arcsec.is_finite() && e.seeing_arcsec <= MAX_SEEING_ARCSEC;
+            if usable && e.sky_adu > 0.0 && e.zero_point.is_finite() && e.exp_time_s > 0.0 {
                 epochs.push(e);
             }
         }
@@ -136,7 +145,7 @@ impl Conditions {
 impl EpochPair<'_> {
     /// Factor turning template ADU into science ADU (common zero point: the science one).
     pub fn flux_scale(&self) -> f32 {
-        10f32.powf(0.4 * (self.science.zero_point - self.template.zero_point))
+        self.science.exp_time_s / self.template.exp_time_s * 10f32.powf(0.4 * (self.science.zero_point - self.template.zero_point))
     }
 }
 
