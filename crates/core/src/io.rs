@@ -31,6 +31,7 @@ where
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".tmp")
+        .permissions(artifact_permissions())
         .tempfile_in(dir)
         .map_err(|e| CoreError::io(dir, e))?;
     let (file, temp_path) = temp.into_parts();
@@ -44,6 +45,11 @@ where
         .persist(path)
         .map_err(|e| CoreError::io(path, e.error))?;
     Ok(())
+}
+
+/// Permissions of every artifact: readable by all (temporary files are created owner-only).
+pub fn artifact_permissions() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o644)
 }
 
 /// Write a whole byte string atomically.
@@ -92,6 +98,10 @@ mod tests {
         });
         assert!(result.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o644);
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -57,24 +57,45 @@ fn register_bundled_font() {
 
 /// Render a `width` x `height` PNG at `path`: `draw` paints on a white canvas in a temporary
 /// file in the same directory, which is renamed over `path` only if drawing succeeds.
-pub fn save_png(path: &Path, width: u32, height: u32, draw: impl FnOnce(Canvas<'_>) -> Result<()>) -> Result<()> {
+pub fn save_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(Canvas<'_>) -> Result<()>,
+) -> Result<()> {
     register_bundled_font();
-    let io_error = |source| PlotError::Io { path: path.to_path_buf(), source };
+    let io_error = |source| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(io_error)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // The `.png` suffix makes plotters choose the PNG encoder.
-    let temp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp.png").tempfile_in(dir).map_err(io_error)?;
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp.png")
+        .permissions(hits_core::io::artifact_permissions())
+        .tempfile_in(dir)
+        .map_err(io_error)?;
     let with_path = |e: PlotError| match e {
-        PlotError::Draw(message) => PlotError::Render { path: path.to_path_buf(), message },
+        PlotError::Draw(message) => PlotError::Render {
+            path: path.to_path_buf(),
+            message,
+        },
         other => other,
     };
     {
         let root = BitMapBackend::new(temp.path(), (width, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(PlotError::from).map_err(with_path)?;
+        root.fill(&WHITE)
+            .map_err(PlotError::from)
+            .map_err(with_path)?;
         draw(root.clone()).map_err(with_path)?;
         root.present().map_err(PlotError::from).map_err(with_path)?;
         // `root` drops here, before `temp` can be deleted on an error path above.
@@ -99,12 +120,25 @@ const TITLE: u32 = 56;
 /// One row per panel, four grey-scale stamps per row, each stretched between its own 1st and
 /// 99th percentile so a single hot pixel or masked sentinel does not flatten the image.
 /// Non-finite pixels are drawn red.
-pub fn stamp_gallery(path: &Path, title: &str, channel_names: [&str; 4], panels: &[StampPanel]) -> Result<()> {
+pub fn stamp_gallery(
+    path: &Path,
+    title: &str,
+    channel_names: [&str; 4],
+    panels: &[StampPanel],
+) -> Result<()> {
     for panel in panels {
-        if let Some(bad) = panel.channels.iter().find(|c| c.len() != STAMP_SIDE * STAMP_SIDE) {
+        if let Some(bad) = panel
+            .channels
+            .iter()
+            .find(|c| c.len() != STAMP_SIDE * STAMP_SIDE)
+        {
             return Err(PlotError::Render {
                 path: path.to_path_buf(),
-                message: format!("panel '{}' has a channel of {} values, expected 441", panel.caption, bad.len()),
+                message: format!(
+                    "panel '{}' has a channel of {} values, expected 441",
+                    panel.caption,
+                    bad.len()
+                ),
             });
         }
     }
@@ -113,14 +147,26 @@ pub fn stamp_gallery(path: &Path, title: &str, channel_names: [&str; 4], panels:
     let row_height = CAPTION + cell + GAP;
     let height = TITLE + row_height * panels.len().max(1) as u32;
     save_png(path, width, height, |root| {
-        root.draw(&Text::new(title.to_string(), (GAP as i32, 6), ("sans-serif", 20).into_font()))?;
+        root.draw(&Text::new(
+            title.to_string(),
+            (GAP as i32, 6),
+            ("sans-serif", 20).into_font(),
+        ))?;
         for (c, name) in channel_names.iter().enumerate() {
             let x = (GAP + c as u32 * (cell + GAP)) as i32;
-            root.draw(&Text::new(name.to_string(), (x, 34), ("sans-serif", 15).into_font()))?;
+            root.draw(&Text::new(
+                name.to_string(),
+                (x, 34),
+                ("sans-serif", 15).into_font(),
+            ))?;
         }
         for (row, panel) in panels.iter().enumerate() {
             let top = (TITLE + row as u32 * row_height) as i32;
-            root.draw(&Text::new(panel.caption.clone(), (GAP as i32, top + 2), ("sans-serif", 13).into_font()))?;
+            root.draw(&Text::new(
+                panel.caption.clone(),
+                (GAP as i32, top + 2),
+                ("sans-serif", 13).into_font(),
+            ))?;
             for (c, pixels) in panel.channels.iter().enumerate() {
                 let left = (GAP + c as u32 * (cell + GAP)) as i32;
                 draw_stamp(&root, pixels, left, top + CAPTION as i32)?;
@@ -142,7 +188,10 @@ fn draw_stamp(root: &Canvas<'_>, pixels: &[f32], left: i32, top: i32) -> Result<
             RGBColor(220, 30, 30)
         };
         let corner = (left + x * zoom, top + y * zoom);
-        root.draw(&Rectangle::new([corner, (corner.0 + zoom, corner.1 + zoom)], colour.filled()))?;
+        root.draw(&Rectangle::new(
+            [corner, (corner.0 + zoom, corner.1 + zoom)],
+            colour.filled(),
+        ))?;
     }
     Ok(())
 }
@@ -156,7 +205,11 @@ fn robust_range(values: &[f32]) -> (f32, f32) {
     finite.sort_by(f32::total_cmp);
     let at = |q: f32| finite[((finite.len() - 1) as f32 * q).round() as usize];
     let (low, high) = (at(0.01), at(0.99));
-    if high > low { (low, high) } else { (low - 0.5, low + 0.5) }
+    if high > low {
+        (low, high)
+    } else {
+        (low - 0.5, low + 0.5)
+    }
 }
 
 /// Overlaid histograms of several series over shared bins spanning all their finite values.
@@ -169,10 +222,21 @@ pub fn histograms(
     log_y: bool,
 ) -> Result<()> {
     let bins = bins.max(1);
-    let finite = || series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite());
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .filter(|v| v.is_finite())
+    };
     let low = finite().fold(f64::INFINITY, f64::min);
     let high = finite().fold(f64::NEG_INFINITY, f64::max);
-    let (low, high) = if low.is_finite() && high > low { (low, high) } else if low.is_finite() { (low - 0.5, low + 0.5) } else { (0.0, 1.0) };
+    let (low, high) = if low.is_finite() && high > low {
+        (low, high)
+    } else if low.is_finite() {
+        (low - 0.5, low + 0.5)
+    } else {
+        (0.0, 1.0)
+    };
     let width = (high - low) / bins as f64;
     // Each histogram becomes a step outline, so overlapping series stay readable.
     let outlines: Vec<(&str, Vec<(f64, f64)>)> = series
@@ -185,7 +249,11 @@ pub fn histograms(
             let floor = if log_y { 0.5 } else { 0.0 };
             let mut steps = vec![(low, floor)];
             for (b, &n) in counts.iter().enumerate() {
-                let y = if log_y { (n as f64).max(floor) } else { n as f64 };
+                let y = if log_y {
+                    (n as f64).max(floor)
+                } else {
+                    n as f64
+                };
                 steps.push((low + b as f64 * width, y));
                 steps.push((low + (b + 1) as f64 * width, y));
             }
@@ -193,12 +261,31 @@ pub fn histograms(
             (*name, steps)
         })
         .collect();
-    let top = outlines.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)).fold(1.0, f64::max);
+    let top = outlines
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|p| p.1))
+        .fold(1.0, f64::max);
     save_png(path, 900, 600, |root| {
         if log_y {
-            xy_chart(&root, title, x_label, "count", low..high, (0.5..top * 2.0).log_scale(), &outlines)
+            xy_chart(
+                &root,
+                title,
+                x_label,
+                "count",
+                low..high,
+                (0.5..top * 2.0).log_scale(),
+                &outlines,
+            )
         } else {
-            xy_chart(&root, title, x_label, "count", low..high, 0.0..top * 1.1, &outlines)
+            xy_chart(
+                &root,
+                title,
+                x_label,
+                "count",
+                low..high,
+                0.0..top * 1.1,
+                &outlines,
+            )
         }
     })
 }
@@ -214,9 +301,13 @@ pub fn line_chart(
     log_x: bool,
     log_y: bool,
 ) -> Result<()> {
-    let usable = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!log_x || x > 0.0) && (!log_y || y > 0.0);
-    let lines: Vec<(&str, Vec<(f64, f64)>)> =
-        series.iter().map(|(name, points)| (*name, points.iter().copied().filter(usable).collect())).collect();
+    let usable = |&(x, y): &(f64, f64)| {
+        x.is_finite() && y.is_finite() && (!log_x || x > 0.0) && (!log_y || y > 0.0)
+    };
+    let lines: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, points)| (*name, points.iter().copied().filter(usable).collect()))
+        .collect();
     let all = || lines.iter().flat_map(|(_, p)| p.iter().copied());
     let span = |values: Vec<f64>, log: bool| {
         let low = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -233,9 +324,33 @@ pub fn line_chart(
     let (y0, y1) = span(all().map(|p| p.1).collect(), log_y);
     save_png(path, 900, 600, |root| match (log_x, log_y) {
         (false, false) => xy_chart(&root, title, x_label, y_label, x0..x1, y0..y1, &lines),
-        (true, false) => xy_chart(&root, title, x_label, y_label, (x0..x1).log_scale(), y0..y1, &lines),
-        (false, true) => xy_chart(&root, title, x_label, y_label, x0..x1, (y0..y1).log_scale(), &lines),
-        (true, true) => xy_chart(&root, title, x_label, y_label, (x0..x1).log_scale(), (y0..y1).log_scale(), &lines),
+        (true, false) => xy_chart(
+            &root,
+            title,
+            x_label,
+            y_label,
+            (x0..x1).log_scale(),
+            y0..y1,
+            &lines,
+        ),
+        (false, true) => xy_chart(
+            &root,
+            title,
+            x_label,
+            y_label,
+            x0..x1,
+            (y0..y1).log_scale(),
+            &lines,
+        ),
+        (true, true) => xy_chart(
+            &root,
+            title,
+            x_label,
+            y_label,
+            (x0..x1).log_scale(),
+            (y0..y1).log_scale(),
+            &lines,
+        ),
     })
 }
 
@@ -261,13 +376,23 @@ where
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(x, y)?;
-    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()?;
     for (i, (name, points)) in series.iter().enumerate() {
         let colour = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                colour.stroke_width(2),
+            ))?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -291,11 +416,18 @@ mod tests {
         let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
         let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
         assert_eq!((w, h), (width, height));
-        assert!(bytes.len() > 1000, "suspiciously small PNG: {} bytes", bytes.len());
+        assert!(
+            bytes.len() > 1000,
+            "suspiciously small PNG: {} bytes",
+            bytes.len()
+        );
     }
 
     fn only_file(dir: &Path) -> Vec<String> {
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     }
 
     #[test]
@@ -308,19 +440,44 @@ mod tests {
         odd[7] = 1e8;
         let panel = |caption: &str| StampPanel {
             caption: caption.into(),
-            channels: [gradient.clone(), vec![3.0; 441], odd.clone(), vec![f32::INFINITY; 441]],
+            channels: [
+                gradient.clone(),
+                vec![3.0; 441],
+                odd.clone(),
+                vec![f32::INFINITY; 441],
+            ],
         };
-        stamp_gallery(&path, "test gallery", ["t", "s", "d", "snr"], &[panel("a"), panel("b")]).unwrap();
+        stamp_gallery(
+            &path,
+            "test gallery",
+            ["t", "s", "d", "snr"],
+            &[panel("a"), panel("b")],
+        )
+        .unwrap();
         let cell = 21 * ZOOM;
-        assert_png(&path, GAP + 4 * (cell + GAP), TITLE + 2 * (CAPTION + cell + GAP));
+        assert_png(
+            &path,
+            GAP + 4 * (cell + GAP),
+            TITLE + 2 * (CAPTION + cell + GAP),
+        );
     }
 
     #[test]
     fn gallery_refuses_wrong_stamp_size_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.png");
-        let panel = StampPanel { caption: "x".into(), channels: [vec![0.0; 441], vec![0.0; 440], vec![0.0; 441], vec![0.0; 441]] };
-        let err = stamp_gallery(&path, "t", ["a", "b", "c", "d"], &[panel]).unwrap_err().to_string();
+        let panel = StampPanel {
+            caption: "x".into(),
+            channels: [
+                vec![0.0; 441],
+                vec![0.0; 440],
+                vec![0.0; 441],
+                vec![0.0; 441],
+            ],
+        };
+        let err = stamp_gallery(&path, "t", ["a", "b", "c", "d"], &[panel])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.png") && err.contains("440"), "{err}");
         assert!(only_file(dir.path()).is_empty());
     }
@@ -329,10 +486,21 @@ mod tests {
     fn histograms_write_png_linear_and_log() {
         let dir = tempfile::tempdir().unwrap();
         let a: Vec<f64> = (0..500).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
-        let b: Vec<f64> = (0..300).map(|i| (i as f64 * 0.11).cos() + 1.0).chain([f64::NAN]).collect();
+        let b: Vec<f64> = (0..300)
+            .map(|i| (i as f64 * 0.11).cos() + 1.0)
+            .chain([f64::NAN])
+            .collect();
         for log_y in [false, true] {
             let path = dir.path().join(format!("hist-{log_y}.png"));
-            histograms(&path, "two series", "value", &[("a", &a), ("b", &b)], 30, log_y).unwrap();
+            histograms(
+                &path,
+                "two series",
+                "value",
+                &[("a", &a), ("b", &b)],
+                30,
+                log_y,
+            )
+            .unwrap();
             assert_png(&path, 900, 600);
         }
         let path = dir.path().join("empty.png");
@@ -343,10 +511,22 @@ mod tests {
     #[test]
     fn line_chart_writes_png_on_all_axis_kinds() {
         let dir = tempfile::tempdir().unwrap();
-        let curve: Vec<(f64, f64)> = (1..50).map(|i| (i as f64, 1.0 / i as f64)).chain([(0.0, 1.0), (f64::NAN, 2.0)]).collect();
+        let curve: Vec<(f64, f64)> = (1..50)
+            .map(|i| (i as f64, 1.0 / i as f64))
+            .chain([(0.0, 1.0), (f64::NAN, 2.0)])
+            .collect();
         for (log_x, log_y) in [(false, false), (true, false), (false, true), (true, true)] {
             let path = dir.path().join(format!("line-{log_x}-{log_y}.png"));
-            line_chart(&path, "curve", "x", "y", &[("1/x", &curve), ("single", &[(2.0, 0.5)])], log_x, log_y).unwrap();
+            line_chart(
+                &path,
+                "curve",
+                "x",
+                "y",
+                &[("1/x", &curve), ("single", &[(2.0, 0.5)])],
+                log_x,
+                log_y,
+            )
+            .unwrap();
             assert_png(&path, 900, 600);
         }
     }
@@ -361,8 +541,15 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.contains("broken.png") && err.contains("deliberate"), "{err}");
-        assert!(only_file(dir.path()).is_empty(), "left behind: {:?}", only_file(dir.path()));
+        assert!(
+            err.contains("broken.png") && err.contains("deliberate"),
+            "{err}"
+        );
+        assert!(
+            only_file(dir.path()).is_empty(),
+            "left behind: {:?}",
+            only_file(dir.path())
+        );
     }
 
     #[test]

@@ -65,7 +65,11 @@ impl Kind {
     /// Draw a kind of the given label from the configured weights.
     pub fn sample(label: u8, real: &RealMix, bogus: &BogusMix, rng: &mut ChaCha8Rng) -> Kind {
         let weighted: Vec<(Kind, f64)> = if label == 1 {
-            vec![(Kind::EmptySky, real.empty_sky), (Kind::HostGalaxy, real.host_galaxy), (Kind::VariableStar, real.variable_star)]
+            vec![
+                (Kind::EmptySky, real.empty_sky),
+                (Kind::HostGalaxy, real.host_galaxy),
+                (Kind::VariableStar, real.variable_star),
+            ]
         } else {
             vec![
                 (Kind::SubtractionResidual, bogus.subtraction_residual),
@@ -84,7 +88,11 @@ impl Kind {
             }
             pick -= weight;
         }
-        weighted.iter().rev().find(|(_, w)| *w > 0.0).map_or(weighted[0].0, |(k, _)| *k)
+        weighted
+            .iter()
+            .rev()
+            .find(|(_, w)| *w > 0.0)
+            .map_or(weighted[0].0, |(k, _)| *k)
     }
 }
 
@@ -100,8 +108,12 @@ pub fn validate_mix(real: &RealMix, bogus: &BogusMix) -> Result<(), SimError> {
         bogus.template_defect,
     ];
     for (name, weights) in [("real_mix", &real_w[..]), ("bogus_mix", &bogus_w[..])] {
-        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || weights.iter().sum::<f64>() <= 0.0 {
-            return Err(SimError::Config(format!("simulate.{name} weights must be >= 0 with a positive sum: {weights:?}")));
+        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
+            || weights.iter().sum::<f64>() <= 0.0
+        {
+            return Err(SimError::Config(format!(
+                "simulate.{name} weights must be >= 0 with a positive sum: {weights:?}"
+            )));
         }
     }
     Ok(())
@@ -112,7 +124,11 @@ pub fn validate_mix(real: &RealMix, bogus: &BogusMix) -> Result<(), SimError> {
 enum Shape {
     Point,
     /// Exponential disc (Sérsic n = 1): scale length, axis ratio and position angle.
-    Galaxy { scale: f32, axis_ratio: f32, angle: f32 },
+    Galaxy {
+        scale: f32,
+        axis_ratio: f32,
+        angle: f32,
+    },
 }
 
 /// A source at (x, y) pixels from the stamp centre with `flux` in science ADU.
@@ -169,10 +185,17 @@ impl<'a> Setup<'a> {
         let template_is_sharp = t <= s;
         let (sharp, broad) = if template_is_sharp { (t, s) } else { (s, t) };
         let sharp_sigma = sharp / FWHM_PER_SIGMA;
-        let kernel_sigma = ((broad / FWHM_PER_SIGMA).powi(2) - sharp_sigma.powi(2)).max(0.0).sqrt();
+        let kernel_sigma = ((broad / FWHM_PER_SIGMA).powi(2) - sharp_sigma.powi(2))
+            .max(0.0)
+            .sqrt();
         // The sharp image's noise is smoothed by the matching kernel: its variance shrinks by
         // the sum of the squared 2-D taps.
-        let smoothing: f32 = Kernel::gaussian(kernel_sigma).taps.iter().map(|t| t * t).sum::<f32>().powi(2);
+        let smoothing: f32 = Kernel::gaussian(kernel_sigma)
+            .taps
+            .iter()
+            .map(|t| t * t)
+            .sum::<f32>()
+            .powi(2);
         let template_sigma = pair.template.sky_sigma_adu() * pair.flux_scale();
         let science_sigma = pair.science.sky_sigma_adu();
         let (sharp_var, broad_var) = if template_is_sharp {
@@ -202,7 +225,10 @@ fn log_uniform(rng: &mut ChaCha8Rng, low: f32, high: f32) -> f32 {
 }
 
 fn within(rng: &mut ChaCha8Rng, half_width: f32) -> (f32, f32) {
-    (rng.random_range(-half_width..=half_width), rng.random_range(-half_width..=half_width))
+    (
+        rng.random_range(-half_width..=half_width),
+        rng.random_range(-half_width..=half_width),
+    )
 }
 
 fn chance(rng: &mut ChaCha8Rng, p: f32) -> bool {
@@ -210,15 +236,34 @@ fn chance(rng: &mut ChaCha8Rng, p: f32) -> bool {
 }
 
 fn point(x: f32, y: f32, flux: f32) -> Source {
-    Source { x, y, flux, shape: Shape::Point }
+    Source {
+        x,
+        y,
+        flux,
+        shape: Shape::Point,
+    }
 }
 
 /// An exponential galaxy whose central surface brightness is `peak_snr` times the science sky σ.
 fn galaxy(rng: &mut ChaCha8Rng, setup: &Setup, x: f32, y: f32, peak_snr: f32) -> Source {
     let scale = rng.random_range(1.0..4.0);
     let axis_ratio = rng.random_range(0.35..1.0);
-    let flux = peak_snr * setup.pair.science.sky_sigma_adu() * std::f32::consts::TAU * scale * scale * axis_ratio;
-    Source { x, y, flux, shape: Shape::Galaxy { scale, axis_ratio, angle: rng.random_range(0.0..std::f32::consts::PI) } }
+    let flux = peak_snr
+        * setup.pair.science.sky_sigma_adu()
+        * std::f32::consts::TAU
+        * scale
+        * scale
+        * axis_ratio;
+    Source {
+        x,
+        y,
+        flux,
+        shape: Shape::Galaxy {
+            scale,
+            axis_ratio,
+            angle: rng.random_range(0.0..std::f32::consts::PI),
+        },
+    }
 }
 
 /// A new source's signal-to-noise: log-uniform, so faint detections near the cut are common.
@@ -247,7 +292,11 @@ fn cosmic_ray(rng: &mut ChaCha8Rng, x: i32, y: i32, amplitude: f32) -> Marks {
         (0..=steps)
             .map(|i| {
                 let t = i as f32 * 0.5 - length / 2.0;
-                ((x as f32 + t * c).round() as i32, (y as f32 + t * s).round() as i32, 0.5 * amplitude * rng.random_range(0.5..1.0))
+                (
+                    (x as f32 + t * c).round() as i32,
+                    (y as f32 + t * s).round() as i32,
+                    0.5 * amplitude * rng.random_range(0.5..1.0),
+                )
             })
             .collect()
     }
@@ -266,8 +315,14 @@ fn detector_defect(rng: &mut ChaCha8Rng, x: i32, y: i32, sigma: f32) -> Marks {
         let sign = if chance(rng, 0.25) { -1.0 } else { 1.0 };
         let amplitude = sign * rng.random_range(2.0..25.0) * sigma;
         // Full columns run off the canvas; partial ones start at a charge trap near the centre.
-        let start = if chance(rng, 0.5) { -60 } else { y - rng.random_range(0..8) };
-        (start..60).map(|row| (x, row, amplitude * rng.random_range(0.8..1.2))).collect()
+        let start = if chance(rng, 0.5) {
+            -60
+        } else {
+            y - rng.random_range(0..8)
+        };
+        (start..60)
+            .map(|row| (x, row, amplitude * rng.random_range(0.8..1.2)))
+            .collect()
     }
 }
 
@@ -299,7 +354,11 @@ fn add_field_sources(rng: &mut ChaCha8Rng, setup: &Setup, scene: &mut Scene) {
             }
         };
         let snr = log_uniform(rng, 3.0, 2000.0);
-        let source = if chance(rng, 0.6) { point(x, y, setup.flux_for_snr(snr)) } else { galaxy(rng, setup, x, y, snr.min(100.0)) };
+        let source = if chance(rng, 0.6) {
+            point(x, y, setup.flux_for_snr(snr))
+        } else {
+            galaxy(rng, setup, x, y, snr.min(100.0))
+        };
         scene.static_sources.push(source);
     }
 }
@@ -327,7 +386,11 @@ fn sample_scene(kind: Kind, setup: &Setup, rng: &mut ChaCha8Rng) -> Scene {
                 }
                 scene.static_sources.push(host);
             } else if kind == Kind::VariableStar {
-                scene.static_sources.push(point(x, y, setup.flux_for_snr(log_uniform(rng, 5.0, 2000.0))));
+                scene.static_sources.push(point(
+                    x,
+                    y,
+                    setup.flux_for_snr(log_uniform(rng, 5.0, 2000.0)),
+                ));
             }
         }
         Kind::SubtractionResidual => {
@@ -343,7 +406,10 @@ fn sample_scene(kind: Kind, setup: &Setup, rng: &mut ChaCha8Rng) -> Scene {
                 let sign = if chance(rng, 0.5) { 1.0 } else { -1.0 };
                 match effect {
                     0 => {
-                        let (shift, angle) = (rng.random_range(0.1..1.0f32), rng.random_range(0.0..std::f32::consts::TAU));
+                        let (shift, angle) = (
+                            rng.random_range(0.1..1.0f32),
+                            rng.random_range(0.0..std::f32::consts::TAU),
+                        );
                         scene.template_shift = (shift * angle.cos(), shift * angle.sin());
                     }
                     1 => scene.kernel_error = sign * rng.random_range(0.15..0.6),
@@ -354,15 +420,27 @@ fn sample_scene(kind: Kind, setup: &Setup, rng: &mut ChaCha8Rng) -> Scene {
         Kind::CosmicRay => {
             let (x, y) = near_centre(rng);
             let in_science = chance(rng, 0.7);
-            let sigma = if in_science { science_sigma } else { template_sigma };
+            let sigma = if in_science {
+                science_sigma
+            } else {
+                template_sigma
+            };
             let amplitude = log_uniform(rng, 5.0, 150.0) * sigma;
             let hit = cosmic_ray(rng, x, y, amplitude);
-            if in_science { scene.science_marks = hit } else { scene.template_marks = hit }
+            if in_science {
+                scene.science_marks = hit
+            } else {
+                scene.template_marks = hit
+            }
             // Half of them land near a faint static source, as on real sky.
             if chance(rng, 0.5) {
                 let (sx, sy) = within(rng, 4.0);
                 let snr = log_uniform(rng, 3.0, 30.0);
-                let source = if chance(rng, 0.6) { point(sx, sy, setup.flux_for_snr(snr)) } else { galaxy(rng, setup, sx, sy, snr / 3.0) };
+                let source = if chance(rng, 0.6) {
+                    point(sx, sy, setup.flux_for_snr(snr))
+                } else {
+                    galaxy(rng, setup, sx, sy, snr / 3.0)
+                };
                 scene.static_sources.push(source);
             }
         }
@@ -422,7 +500,12 @@ pub struct Stamps {
 impl Stamps {
     /// In the pipeline's channel order.
     pub fn channels(&self) -> [&Image; 4] {
-        [&self.template, &self.science, &self.difference, &self.snr_difference]
+        [
+            &self.template,
+            &self.science,
+            &self.difference,
+            &self.snr_difference,
+        ]
     }
 
     /// The SNR of largest magnitude within [`DETECTION_RADIUS`] of the centre, with its sign.
@@ -432,7 +515,10 @@ impl Stamps {
         (-r..=r)
             .flat_map(|y| (-r..=r).map(move |x| (x, y)))
             .filter_map(|(x, y)| image.index(x, y).map(|i| image.pixels[i]))
-            .fold(0.0f32, |best, v| if v.abs() > best.abs() { v } else { best })
+            .fold(
+                0.0f32,
+                |best, v| if v.abs() > best.abs() { v } else { best },
+            )
     }
 
     pub fn passes_detection(&self) -> bool {
@@ -444,7 +530,11 @@ fn draw_source(image: &mut Image, setup: &Setup, source: &Source, shift: (f32, f
     let (x, y, flux) = (source.x + shift.0, source.y + shift.1, source.flux * scale);
     match source.shape {
         Shape::Point => image.add_point_source(&setup.sharp_psf, x, y, flux),
-        Shape::Galaxy { scale: h, axis_ratio, angle } => {
+        Shape::Galaxy {
+            scale: h,
+            axis_ratio,
+            angle,
+        } => {
             let (c, s) = (angle.cos(), angle.sin());
             let central = flux / (std::f32::consts::TAU * h * h * axis_ratio);
             // Softening the radius by the PSF's σ stands in for the PSF convolution of the disc.
@@ -476,12 +566,28 @@ fn render(scene: &Scene, setup: &Setup, rng: &mut ChaCha8Rng) -> Stamps {
         draw_source(&mut science, setup, source, (0.0, 0.0), 1.0);
     }
     for source in scene.static_sources.iter().chain(&scene.template_sources) {
-        draw_source(&mut template, setup, source, scene.template_shift, to_template);
+        draw_source(
+            &mut template,
+            setup,
+            source,
+            scene.template_shift,
+            to_template,
+        );
     }
     let (mut sharp, mut broad, sharp_marks, broad_marks) = if setup.template_is_sharp {
-        (template, science, &scene.template_marks, &scene.science_marks)
+        (
+            template,
+            science,
+            &scene.template_marks,
+            &scene.science_marks,
+        )
     } else {
-        (science, template, &scene.science_marks, &scene.template_marks)
+        (
+            science,
+            template,
+            &scene.science_marks,
+            &scene.template_marks,
+        )
     };
     sharp = sharp.crop(STAMP_SIDE + 2 * match_kernel.radius());
     broad = broad.convolve(&true_kernel, STAMP_SIDE);
@@ -491,26 +597,52 @@ fn render(scene: &Scene, setup: &Setup, rng: &mut ChaCha8Rng) -> Stamps {
     for &(x, y, v) in broad_marks {
         broad.add_at(x, y, v);
     }
-    let (sharp_epoch, broad_epoch) =
-        if setup.template_is_sharp { (setup.pair.template, setup.pair.science) } else { (setup.pair.science, setup.pair.template) };
+    let (sharp_epoch, broad_epoch) = if setup.template_is_sharp {
+        (setup.pair.template, setup.pair.science)
+    } else {
+        (setup.pair.science, setup.pair.template)
+    };
     let (sharp_seen, sharp_var) = observe(&sharp, sharp_epoch.sky_adu, rng);
     let (broad_seen, broad_var) = observe(&broad, broad_epoch.sky_adu, rng);
 
     // Sky-subtracted, on the science zero point (with any deliberate flux-scale error).
     let template_scale = setup.pair.flux_scale() * (1.0 + scene.flux_scale_error);
-    let (sharp_scale, broad_scale) = if setup.template_is_sharp { (template_scale, 1.0) } else { (1.0, template_scale) };
+    let (sharp_scale, broad_scale) = if setup.template_is_sharp {
+        (template_scale, 1.0)
+    } else {
+        (1.0, template_scale)
+    };
     let calibrate = |seen: &Image, var: &Image, sky: f32, scale: f32| {
-        let flux = Image { side: seen.side, pixels: seen.pixels.iter().map(|p| (p - sky) * scale).collect() };
-        let var = Image { side: var.side, pixels: var.pixels.iter().map(|v| v * scale * scale).collect() };
+        let flux = Image {
+            side: seen.side,
+            pixels: seen.pixels.iter().map(|p| (p - sky) * scale).collect(),
+        };
+        let var = Image {
+            side: var.side,
+            pixels: var.pixels.iter().map(|v| v * scale * scale).collect(),
+        };
         (flux, var)
     };
-    let (sharp_flux, sharp_flux_var) = calibrate(&sharp_seen, &sharp_var, sharp_epoch.sky_adu, sharp_scale);
-    let (broad_flux, broad_flux_var) = calibrate(&broad_seen, &broad_var, broad_epoch.sky_adu, broad_scale);
+    let (sharp_flux, sharp_flux_var) =
+        calibrate(&sharp_seen, &sharp_var, sharp_epoch.sky_adu, sharp_scale);
+    let (broad_flux, broad_flux_var) =
+        calibrate(&broad_seen, &broad_var, broad_epoch.sky_adu, broad_scale);
     let matched = sharp_flux.convolve(&match_kernel, STAMP_SIDE);
     let matched_var = sharp_flux_var.convolve(&match_kernel.squared(), STAMP_SIDE);
-    let (science_part, template_part) = if setup.template_is_sharp { (&broad_flux, &matched) } else { (&matched, &broad_flux) };
-    let difference =
-        Image { side: STAMP_SIDE, pixels: science_part.pixels.iter().zip(&template_part.pixels).map(|(s, t)| s - t).collect() };
+    let (science_part, template_part) = if setup.template_is_sharp {
+        (&broad_flux, &matched)
+    } else {
+        (&matched, &broad_flux)
+    };
+    let difference = Image {
+        side: STAMP_SIDE,
+        pixels: science_part
+            .pixels
+            .iter()
+            .zip(&template_part.pixels)
+            .map(|(s, t)| s - t)
+            .collect(),
+    };
     let snr_difference = Image {
         side: STAMP_SIDE,
         pixels: difference
@@ -525,7 +657,12 @@ fn render(scene: &Scene, setup: &Setup, rng: &mut ChaCha8Rng) -> Stamps {
     } else {
         (broad_seen, sharp_seen.crop(STAMP_SIDE))
     };
-    Stamps { template, science, difference, snr_difference }
+    Stamps {
+        template,
+        science,
+        difference,
+        snr_difference,
+    }
 }
 
 /// Per-candidate facts for analysing errors by kind.
@@ -563,7 +700,9 @@ pub fn simulate(
             let truth = Truth {
                 kind,
                 centre_snr: stamps.centre_snr(),
-                source_mag: scene.main_source.map(|(_, _, flux)| pair.science.magnitude(flux)),
+                source_mag: scene
+                    .main_source
+                    .map(|(_, _, flux)| pair.science.magnitude(flux)),
                 source_xy: scene.main_source.map(|(x, y, _)| (x, y)),
                 field: pair.science.field.clone(),
                 template_epoch: pair.template.epoch,
@@ -577,7 +716,10 @@ pub fn simulate(
             return Ok((stamps, truth));
         }
     }
-    Err(SimError::Config(format!("{} never passed the detection cut in {MAX_ATTEMPTS} attempts", kind.name())))
+    Err(SimError::Config(format!(
+        "{} never passed the detection cut in {MAX_ATTEMPTS} attempts",
+        kind.name()
+    )))
 }
 
 #[cfg(test)]
@@ -587,7 +729,14 @@ mod tests {
     use rand::SeedableRng;
 
     fn epoch(seeing: f32, sky: f32, zero_point: f32) -> Epoch {
-        Epoch { field: "f".into(), epoch: 1, exp_time_s: 86.0, seeing_arcsec: seeing, sky_adu: sky, zero_point }
+        Epoch {
+            field: "f".into(),
+            epoch: 1,
+            exp_time_s: 86.0,
+            seeing_arcsec: seeing,
+            sky_adu: sky,
+            zero_point,
+        }
     }
 
     /// Noise-free difference of a constant star: rendering with zero noise amplitude is not
@@ -596,37 +745,72 @@ mod tests {
     fn matched_difference_of_constant_star_is_zero_without_noise() {
         for (t_seeing, s_seeing) in [(1.0, 1.8), (1.9, 1.1), (1.3, 1.3)] {
             let (template, science) = (epoch(t_seeing, 110.0, 25.0), epoch(s_seeing, 130.0, 24.8));
-            let setup = Setup::new(EpochPair { template: &template, science: &science });
+            let setup = Setup::new(EpochPair {
+                template: &template,
+                science: &science,
+            });
             let star = point(0.4, -0.3, 5e5);
             let kernel = Kernel::gaussian(setup.kernel_sigma);
             let canvas = STAMP_SIDE + 2 * kernel.radius();
             let mut sci = Image::new(canvas);
             let mut tmp = Image::new(canvas);
             draw_source(&mut sci, &setup, &star, (0.0, 0.0), 1.0);
-            draw_source(&mut tmp, &setup, &star, (0.0, 0.0), 1.0 / setup.pair.flux_scale());
-            let (sharp, broad, sharp_scale) =
-                if setup.template_is_sharp { (tmp, sci, setup.pair.flux_scale()) } else { (sci, tmp, 1.0) };
-            let broad_scale = if setup.template_is_sharp { 1.0 } else { setup.pair.flux_scale() };
+            draw_source(
+                &mut tmp,
+                &setup,
+                &star,
+                (0.0, 0.0),
+                1.0 / setup.pair.flux_scale(),
+            );
+            let (sharp, broad, sharp_scale) = if setup.template_is_sharp {
+                (tmp, sci, setup.pair.flux_scale())
+            } else {
+                (sci, tmp, 1.0)
+            };
+            let broad_scale = if setup.template_is_sharp {
+                1.0
+            } else {
+                setup.pair.flux_scale()
+            };
             let matched = sharp.convolve(&kernel, STAMP_SIDE);
             let broad = broad.convolve(&kernel, STAMP_SIDE);
             let peak = broad.pixels.iter().fold(0.0f32, |a, b| a.max(*b)) * broad_scale;
-            let worst = matched.pixels.iter().zip(&broad.pixels).map(|(m, b)| (m * sharp_scale - b * broad_scale).abs()).fold(0.0, f32::max);
+            let worst = matched
+                .pixels
+                .iter()
+                .zip(&broad.pixels)
+                .map(|(m, b)| (m * sharp_scale - b * broad_scale).abs())
+                .fold(0.0, f32::max);
             assert!(peak > 1000.0);
-            assert!(worst < 1e-4 * peak, "residual {worst} of peak {peak} for seeing {t_seeing}/{s_seeing}");
+            assert!(
+                worst < 1e-4 * peak,
+                "residual {worst} of peak {peak} for seeing {t_seeing}/{s_seeing}"
+            );
         }
     }
 
     #[test]
     fn noisy_constant_star_leaves_only_noise_in_the_snr_difference() {
         let (template, science) = (epoch(1.1, 110.0, 25.0), epoch(1.6, 130.0, 24.9));
-        let setup = Setup::new(EpochPair { template: &template, science: &science });
+        let setup = Setup::new(EpochPair {
+            template: &template,
+            science: &science,
+        });
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut scene = Scene::default();
-        scene.static_sources.push(point(0.0, 0.0, setup.flux_for_snr(500.0)));
+        scene
+            .static_sources
+            .push(point(0.0, 0.0, setup.flux_for_snr(500.0)));
         let mut squares = 0.0;
         for _ in 0..40 {
             let stamps = render(&scene, &setup, &mut rng);
-            squares += stamps.snr_difference.pixels.iter().map(|v| v * v).sum::<f32>() / 441.0;
+            squares += stamps
+                .snr_difference
+                .pixels
+                .iter()
+                .map(|v| v * v)
+                .sum::<f32>()
+                / 441.0;
         }
         // A bright star subtracted perfectly leaves unit-variance noise (an unmatched one would not).
         let rms = (squares / 40.0).sqrt();
@@ -640,10 +824,18 @@ mod tests {
         let (stamps, _) = simulate(Kind::EmptySky, &conditions, &mut rng).unwrap();
         // On empty sky far from the source σ is the sky noise of both images combined, so
         // difference / snr recovers a σ close to it everywhere.
-        for (d, s) in stamps.difference.pixels.iter().zip(&stamps.snr_difference.pixels) {
+        for (d, s) in stamps
+            .difference
+            .pixels
+            .iter()
+            .zip(&stamps.snr_difference.pixels)
+        {
             assert!(s.is_finite());
             let sigma = d / s;
-            assert!(sigma > 3.0 && sigma < 500.0 || d.abs() < 1e-3, "implied σ {sigma}");
+            assert!(
+                sigma > 3.0 && sigma < 500.0 || d.abs() < 1e-3,
+                "implied σ {sigma}"
+            );
         }
     }
 
@@ -654,7 +846,12 @@ mod tests {
         for kind in Kind::REAL.into_iter().chain(Kind::BOGUS) {
             for _ in 0..5 {
                 let (stamps, truth) = simulate(kind, &conditions, &mut rng).unwrap();
-                assert!(stamps.centre_snr().abs() >= DETECTION_SNR, "{} {}", kind.name(), truth.centre_snr);
+                assert!(
+                    stamps.centre_snr().abs() >= DETECTION_SNR,
+                    "{} {}",
+                    kind.name(),
+                    truth.centre_snr
+                );
                 assert_eq!(kind.label(), u8::from(Kind::REAL.contains(&kind)));
             }
         }

@@ -26,16 +26,32 @@ pub fn read_real_stamps(path: &Path) -> Result<Vec<RealStamp>, SimError> {
         .skip(1)
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| {
-            let bad = |message: String| SimError::Parse { path: path.into(), line: i + 1, message };
+            let bad = |message: String| SimError::Parse {
+                path: path.into(),
+                line: i + 1,
+                message,
+            };
             let cells: Vec<&str> = line.split(',').collect();
             if cells.len() != 3 + STAMP_PIXELS {
-                return Err(bad(format!("{} columns, expected {}", cells.len(), 3 + STAMP_PIXELS)));
+                return Err(bad(format!(
+                    "{} columns, expected {}",
+                    cells.len(),
+                    3 + STAMP_PIXELS
+                )));
             }
             let pixels = cells[3..]
                 .iter()
-                .map(|c| c.trim().parse::<f32>().map_err(|e| bad(format!("'{c}': {e}"))))
+                .map(|c| {
+                    c.trim()
+                        .parse::<f32>()
+                        .map_err(|e| bad(format!("'{c}': {e}")))
+                })
                 .collect::<Result<Vec<f32>, _>>()?;
-            Ok(RealStamp { name: cells[0].to_string(), class: cells[1].to_string(), pixels })
+            Ok(RealStamp {
+                name: cells[0].to_string(),
+                class: cells[1].to_string(),
+                pixels,
+            })
         })
         .collect()
 }
@@ -70,7 +86,11 @@ pub fn stamp_stats(pixels: &[f32]) -> Option<StampStats> {
     let half = (STAMP_SIDE / 2) as i32;
     let at = |x: i32, y: i32| pixels[((y + half) * STAMP_SIDE as i32 + x + half) as usize];
     let all = || (-half..=half).flat_map(move |y| (-half..=half).map(move |x| (x, y)));
-    let mut outer: Vec<f32> = all().filter(|&(x, y)| x.abs().max(y.abs()) >= OUTER).map(|(x, y)| at(x, y)).filter(|v| is_usable(*v)).collect();
+    let mut outer: Vec<f32> = all()
+        .filter(|&(x, y)| x.abs().max(y.abs()) >= OUTER)
+        .map(|(x, y)| at(x, y))
+        .filter(|v| is_usable(*v))
+        .collect();
     if outer.len() < 20 {
         return None;
     }
@@ -78,18 +98,31 @@ pub fn stamp_stats(pixels: &[f32]) -> Option<StampStats> {
     // Differences of horizontal neighbours cancel the smooth wings of a bright central star,
     // which would otherwise inflate a plain MAD of the outer pixels.
     let mut steps: Vec<f32> = all()
-        .filter(|&(x, y)| x < half && x.abs().max(y.abs()) >= OUTER && (x + 1).abs().max(y.abs()) >= OUTER)
+        .filter(|&(x, y)| {
+            x < half && x.abs().max(y.abs()) >= OUTER && (x + 1).abs().max(y.abs()) >= OUTER
+        })
         .map(|(x, y)| (at(x, y), at(x + 1, y)))
         .filter(|(a, b)| is_usable(*a) && is_usable(*b))
         .map(|(a, b)| (a - b).abs())
         .collect();
     let noise = 1.4826 * median(&mut steps) / std::f32::consts::SQRT_2;
-    let peak = all().filter(|&(x, y)| x.abs().max(y.abs()) <= 2).map(|(x, y)| at(x, y)).filter(|v| is_usable(*v)).fold(f32::MIN, f32::max) - sky;
+    let peak = all()
+        .filter(|&(x, y)| x.abs().max(y.abs()) <= 2)
+        .map(|(x, y)| at(x, y))
+        .filter(|v| is_usable(*v))
+        .fold(f32::MIN, f32::max)
+        - sky;
     // Saturated sources have flat tops: their half-maximum area says nothing about the PSF.
-    let fwhm = (peak > FWHM_MIN_SNR * noise && peak + sky < 0.9 * crate::conditions::SATURATION_ADU).then(|| {
-        let area = all().filter(|&(x, y)| x * x + y * y <= 64 && is_usable(at(x, y)) && at(x, y) - sky >= peak / 2.0).count();
-        2.0 * (area as f32 / std::f32::consts::PI).sqrt()
-    });
+    let fwhm = (peak > FWHM_MIN_SNR * noise
+        && peak + sky < 0.9 * crate::conditions::SATURATION_ADU)
+        .then(|| {
+            let area = all()
+                .filter(|&(x, y)| {
+                    x * x + y * y <= 64 && is_usable(at(x, y)) && at(x, y) - sky >= peak / 2.0
+                })
+                .count();
+            2.0 * (area as f32 / std::f32::consts::PI).sqrt()
+        });
     Some(StampStats { sky, noise, fwhm })
 }
 
@@ -113,27 +146,57 @@ const GALLERY_ROWS: usize = 10;
 
 /// Simulate `count` candidates, measure them and the real stamps, and write the gallery and
 /// histograms into `out_dir`.
-pub fn run(pipeline: &Pipeline, real_path: &Path, out_dir: &Path, count: usize) -> Result<CheckReport, SimError> {
+pub fn run(
+    pipeline: &Pipeline,
+    real_path: &Path,
+    out_dir: &Path,
+    count: usize,
+) -> Result<CheckReport, SimError> {
     let real = read_real_stamps(real_path)?;
     let conditions = Conditions::embedded()?;
-    let simulated = simulate_split(pipeline, &conditions, Split::Check, count, &ProgressBar::hidden())?;
+    let simulated = simulate_split(
+        pipeline,
+        &conditions,
+        Split::Check,
+        count,
+        &ProgressBar::hidden(),
+    )?;
     let real_stats: Vec<StampStats> = real.iter().filter_map(|s| stamp_stats(&s.pixels)).collect();
-    let sim_stats: Vec<StampStats> = simulated.iter().filter_map(|c| stamp_stats(&c.stamps.science.pixels)).collect();
+    let sim_stats: Vec<StampStats> = simulated
+        .iter()
+        .filter_map(|c| stamp_stats(&c.stamps.science.pixels))
+        .collect();
 
     let mut files = Vec::new();
     let gallery = out_dir.join("science-real-vs-sim.png");
-    plots::stamp_gallery(&gallery, "science stamps: real HiTS 2015 (left) vs simulated (right)", ["real", "real", "simulated", "simulated"], &side_by_side(&real, &simulated))?;
+    plots::stamp_gallery(
+        &gallery,
+        "science stamps: real HiTS 2015 (left) vs simulated (right)",
+        ["real", "real", "simulated", "simulated"],
+        &side_by_side(&real, &simulated),
+    )?;
     files.push(gallery);
     let candidates = out_dir.join("sim-candidates.png");
     let panels: Vec<StampPanel> = simulated
         .iter()
         .take(16)
         .map(|c| StampPanel {
-            caption: format!("{} label {} {} SNR {:.1}", c.id, c.label, c.truth.kind.name(), c.truth.centre_snr),
+            caption: format!(
+                "{} label {} {} SNR {:.1}",
+                c.id,
+                c.label,
+                c.truth.kind.name(),
+                c.truth.centre_snr
+            ),
             channels: c.stamps.channels().map(|i| i.pixels.clone()),
         })
         .collect();
-    plots::stamp_gallery(&candidates, "simulated candidates", hits_core::Channel::ALL.map(|c| c.name()), &panels)?;
+    plots::stamp_gallery(
+        &candidates,
+        "simulated candidates",
+        hits_core::Channel::ALL.map(|c| c.name()),
+        &panels,
+    )?;
     files.push(candidates);
 
     let mut comparisons = Vec::new();
@@ -147,10 +210,29 @@ pub fn run(pipeline: &Pipeline, real_path: &Path, out_dir: &Path, count: usize) 
         let sim: Vec<f64> = sim_stats.iter().filter_map(get).map(f64::from).collect();
         let real: Vec<f64> = real_stats.iter().filter_map(get).map(f64::from).collect();
         let path = out_dir.join(file);
-        plots::histograms(&path, &format!("{quantity}: simulated vs real science stamps"), quantity, &[("simulated", &sim), ("real HiTS 2015", &real)], 30, true)?;
+        plots::histograms(
+            &path,
+            &format!("{quantity}: simulated vs real science stamps"),
+            quantity,
+            &[("simulated", &sim), ("real HiTS 2015", &real)],
+            30,
+            true,
+        )?;
         files.push(path);
-        let med = |v: &[f64]| if v.is_empty() { f32::NAN } else { median(&mut v.iter().map(|x| *x as f32).collect::<Vec<_>>()) };
-        comparisons.push(Comparison { quantity, simulated: med(&sim), real: med(&real), simulated_n: sim.len(), real_n: real.len() });
+        let med = |v: &[f64]| {
+            if v.is_empty() {
+                f32::NAN
+            } else {
+                median(&mut v.iter().map(|x| *x as f32).collect::<Vec<_>>())
+            }
+        };
+        comparisons.push(Comparison {
+            quantity,
+            simulated: med(&sim),
+            real: med(&real),
+            simulated_n: sim.len(),
+            real_n: real.len(),
+        });
     }
     Ok(CheckReport { comparisons, files })
 }
@@ -159,15 +241,32 @@ pub fn run(pipeline: &Pipeline, real_path: &Path, out_dir: &Path, count: usize) 
 /// source come first so they can be compared with the real stars.
 fn side_by_side(real: &[RealStamp], simulated: &[Candidate]) -> Vec<StampPanel> {
     let mut sims: Vec<&Candidate> = simulated.iter().collect();
-    sims.sort_by_key(|c| stamp_stats(&c.stamps.science.pixels).and_then(|s| s.fwhm).is_none());
+    sims.sort_by_key(|c| {
+        stamp_stats(&c.stamps.science.pixels)
+            .and_then(|s| s.fwhm)
+            .is_none()
+    });
     (0..GALLERY_ROWS)
         .filter(|&row| 2 * row + 1 < real.len() && 2 * row + 1 < sims.len())
         .map(|row| {
             let (r1, r2) = (&real[2 * row], &real[2 * row + 1]);
             let (s1, s2) = (sims[2 * row], sims[2 * row + 1]);
             StampPanel {
-                caption: format!("{} ({}), {} ({})  |  {}, {}", short(&r1.name), r1.class, short(&r2.name), r2.class, s1.truth.kind.name(), s2.truth.kind.name()),
-                channels: [r1.pixels.clone(), r2.pixels.clone(), s1.stamps.science.pixels.clone(), s2.stamps.science.pixels.clone()],
+                caption: format!(
+                    "{} ({}), {} ({})  |  {}, {}",
+                    short(&r1.name),
+                    r1.class,
+                    short(&r2.name),
+                    r2.class,
+                    s1.truth.kind.name(),
+                    s2.truth.kind.name()
+                ),
+                channels: [
+                    r1.pixels.clone(),
+                    r2.pixels.clone(),
+                    s1.stamps.science.pixels.clone(),
+                    s2.stamps.science.pixels.clone(),
+                ],
             }
         })
         .collect()
@@ -196,14 +295,18 @@ mod tests {
         seen.pixels[20] = 1e8;
         let stats = stamp_stats(&seen.pixels).unwrap();
         assert!((stats.sky - 120.0).abs() < 8.0, "{stats:?}");
-        assert!((stats.noise / variance.pixels[0].sqrt() - 1.0).abs() < 0.25, "{stats:?}");
+        assert!(
+            (stats.noise / variance.pixels[0].sqrt() - 1.0).abs() < 0.25,
+            "{stats:?}"
+        );
         let fwhm = stats.fwhm.unwrap();
         assert!((4.0..6.0).contains(&fwhm), "{fwhm}");
     }
 
     #[test]
     fn real_stamps_parse() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/hits2015/real_science_stamps.csv");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/hits2015/real_science_stamps.csv");
         let stamps = read_real_stamps(&path).unwrap();
         assert!(stamps.len() > 50);
         assert!(stamps.iter().all(|s| s.pixels.len() == STAMP_PIXELS));

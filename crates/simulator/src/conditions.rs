@@ -73,30 +73,58 @@ pub struct EpochPair<'a> {
 impl Conditions {
     /// The embedded `data/hits2015/observing_conditions.csv`.
     pub fn embedded() -> Result<Self, SimError> {
-        Self::parse(CONDITIONS_CSV, Path::new("data/hits2015/observing_conditions.csv"))
+        Self::parse(
+            CONDITIONS_CSV,
+            Path::new("data/hits2015/observing_conditions.csv"),
+        )
     }
 
     pub fn parse(text: &str, origin: &Path) -> Result<Self, SimError> {
         let mut lines = text.lines().enumerate();
-        let header: Vec<&str> = lines.next().map(|(_, l)| l.split(',').collect()).unwrap_or_default();
+        let header: Vec<&str> = lines
+            .next()
+            .map(|(_, l)| l.split(',').collect())
+            .unwrap_or_default();
         let column = |name: &str| {
-            header.iter().position(|h| *h == name).ok_or_else(|| SimError::Parse {
-                path: origin.into(),
-                line: 1,
-                message: format!("missing column '{name}'"),
-            })
+            header
+                .iter()
+                .position(|h| *h == name)
+                .ok_or_else(|| SimError::Parse {
+                    path: origin.into(),
+                    line: 1,
+                    message: format!("missing column '{name}'"),
+                })
         };
-        let [field, epoch, filter, exp_time, seeing, sky, zp] =
-            ["field", "epoch", "filter", "exp_time_s", "seeing_arcsec", "sky_adu", "zero_point"].map(column);
-        let (field, epoch, filter, exp_time, seeing, sky, zp) = (field?, epoch?, filter?, exp_time?, seeing?, sky?, zp?);
+        let [field, epoch, filter, exp_time, seeing, sky, zp] = [
+            "field",
+            "epoch",
+            "filter",
+            "exp_time_s",
+            "seeing_arcsec",
+            "sky_adu",
+            "zero_point",
+        ]
+        .map(column);
+        let (field, epoch, filter, exp_time, seeing, sky, zp) =
+            (field?, epoch?, filter?, exp_time?, seeing?, sky?, zp?);
         let mut epochs = Vec::new();
         for (i, line) in lines {
             let cells: Vec<&str> = line.split(',').collect();
-            let bad = |message: String| SimError::Parse { path: origin.into(), line: i + 1, message };
-            let cell = |c: usize| cells.get(c).copied().ok_or_else(|| bad(format!("only {} columns", cells.len())));
+            let bad = |message: String| SimError::Parse {
+                path: origin.into(),
+                line: i + 1,
+                message,
+            };
+            let cell = |c: usize| {
+                cells
+                    .get(c)
+                    .copied()
+                    .ok_or_else(|| bad(format!("only {} columns", cells.len())))
+            };
             let number = |c: usize| -> Result<f32, SimError> {
                 let text = cell(c)?;
-                text.parse::<f32>().map_err(|e| bad(format!("'{text}': {e}")))
+                text.parse::<f32>()
+                    .map_err(|e| bad(format!("'{text}': {e}")))
             };
             if cell(filter)? != "g" {
                 continue;
@@ -119,11 +147,19 @@ impl Conditions {
         names.dedup();
         let fields: Vec<Vec<usize>> = names
             .iter()
-            .map(|name| (0..epochs.len()).filter(|&i| epochs[i].field == *name).collect::<Vec<_>>())
+            .map(|name| {
+                (0..epochs.len())
+                    .filter(|&i| epochs[i].field == *name)
+                    .collect::<Vec<_>>()
+            })
             .filter(|members| members.len() >= 2)
             .collect();
         if fields.is_empty() {
-            return Err(SimError::Parse { path: origin.into(), line: 1, message: "no field has two usable g-band epochs".into() });
+            return Err(SimError::Parse {
+                path: origin.into(),
+                line: 1,
+                message: "no field has two usable g-band epochs".into(),
+            });
         }
         Ok(Conditions { epochs, fields })
     }
@@ -134,18 +170,29 @@ impl Conditions {
         let field = &self.fields[rng.random_range(0..self.fields.len())];
         let science = field[rng.random_range(0..field.len())];
         let others: Vec<usize> = field.iter().copied().filter(|&i| i != science).collect();
-        let sharper: Vec<usize> =
-            others.iter().copied().filter(|&i| self.epochs[i].seeing_arcsec <= self.epochs[science].seeing_arcsec).collect();
-        let pool = if !sharper.is_empty() && rng.random::<f32>() < 0.8 { &sharper } else { &others };
+        let sharper: Vec<usize> = others
+            .iter()
+            .copied()
+            .filter(|&i| self.epochs[i].seeing_arcsec <= self.epochs[science].seeing_arcsec)
+            .collect();
+        let pool = if !sharper.is_empty() && rng.random::<f32>() < 0.8 {
+            &sharper
+        } else {
+            &others
+        };
         let template = pool[rng.random_range(0..pool.len())];
-        EpochPair { template: &self.epochs[template], science: &self.epochs[science] }
+        EpochPair {
+            template: &self.epochs[template],
+            science: &self.epochs[science],
+        }
     }
 }
 
 impl EpochPair<'_> {
     /// Factor turning template ADU into science ADU (common zero point: the science one).
     pub fn flux_scale(&self) -> f32 {
-        self.science.exp_time_s / self.template.exp_time_s * 10f32.powf(0.4 * (self.science.zero_point - self.template.zero_point))
+        self.science.exp_time_s / self.template.exp_time_s
+            * 10f32.powf(0.4 * (self.science.zero_point - self.template.zero_point))
     }
 }
 
@@ -168,8 +215,12 @@ mod tests {
             let pair = c.sample_pair(&mut rng);
             assert_eq!(pair.template.field, pair.science.field);
             assert_ne!(pair.template.epoch, pair.science.epoch);
-            sharper_templates += usize::from(pair.template.seeing_arcsec <= pair.science.seeing_arcsec);
+            sharper_templates +=
+                usize::from(pair.template.seeing_arcsec <= pair.science.seeing_arcsec);
         }
-        assert!(sharper_templates > 300, "{sharper_templates}/500 sharper templates");
+        assert!(
+            sharper_templates > 300,
+            "{sharper_templates}/500 sharper templates"
+        );
     }
 }

@@ -14,7 +14,11 @@ pub enum SimError {
         source: std::io::Error,
     },
     #[error("{path}: line {line}: {message}")]
-    Parse { path: PathBuf, line: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("simulate config: {0}")]
     Config(String),
     #[error(transparent)]
@@ -23,6 +27,9 @@ pub enum SimError {
 
 impl SimError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        SimError::Io { path: path.into(), source }
+        SimError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

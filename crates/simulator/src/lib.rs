@@ -16,8 +16,8 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
-use hits_core::{Channel, Pipeline};
 use hits_core::manifest::Manifest;
+use hits_core::{Channel, Pipeline};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -90,7 +90,9 @@ pub fn simulate_split(
     let config = &pipeline.simulate;
     candidate::validate_mix(&config.real_mix, &config.bogus_mix)?;
     if n >= u32::MAX as usize {
-        return Err(SimError::Config(format!("{n} candidates is too many for one split")));
+        return Err(SimError::Config(format!(
+            "{n} candidates is too many for one split"
+        )));
     }
     let labels = split_labels(pipeline.seed, split, n, config.real_fraction);
     labels
@@ -101,7 +103,12 @@ pub fn simulate_split(
             let kind = Kind::sample(label, &config.real_mix, &config.bogus_mix, &mut rng);
             let (stamps, truth) = candidate::simulate(kind, conditions, &mut rng)?;
             progress.inc(1);
-            Ok(Candidate { id: format!("{}-{:06}", split.name(), i + 1), label, stamps, truth })
+            Ok(Candidate {
+                id: format!("{}-{:06}", split.name(), i + 1),
+                label,
+                stamps,
+                truth,
+            })
         })
         .collect()
 }
@@ -122,14 +129,17 @@ impl Summary {
 
 fn progress_bar(total: usize) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
-    if let Ok(style) = ProgressStyle::with_template("{msg:>5} [{bar:40}] {pos}/{len} candidates ({per_sec}, eta {eta})") {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>5} [{bar:40}] {pos}/{len} candidates ({per_sec}, eta {eta})",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
 }
 
 /// Simulate the train and test splits of `pipeline.simulate` and write them under `out_dir`:
-/// channel CSVs, `train/labels.csv`, `<split>/truth.csv`, the answer key `test_labels.csv`,
+/// channel CSVs, `train/labels.csv` and `train/truth.csv`, the answer key `test_labels.csv` and
+/// `test_truth.csv` (kept outside `test/`),
 /// the configuration used and a manifest of the outputs.
 pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
     let config = &pipeline.simulate;
@@ -140,7 +150,10 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
     let mut simulation_seconds = 0.0;
     let total = config.train_candidates + config.test_candidates;
     let bar = progress_bar(total);
-    for (split, n) in [(Split::Train, config.train_candidates), (Split::Test, config.test_candidates)] {
+    for (split, n) in [
+        (Split::Train, config.train_candidates),
+        (Split::Test, config.test_candidates),
+    ] {
         bar.set_message(split.name());
         let started = std::time::Instant::now();
         let candidates = simulate_split(pipeline, &conditions, split, n, &bar)?;
@@ -151,13 +164,12 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
             writer::write_channel(&path, &candidates, channel.index())?;
             files.push(path);
         }
-        let labels = match split {
-            Split::Train => dir.join(&files_names.labels),
-            // The test answer key stays outside the test directory.
-            _ => out.join("test_labels.csv"),
+        // The test answer key and truth (which holds labels too) stay outside the test directory.
+        let (labels, truth) = match split {
+            Split::Train => (dir.join(&files_names.labels), dir.join("truth.csv")),
+            _ => (out.join("test_labels.csv"), out.join("test_truth.csv")),
         };
         writer::write_labels(&labels, &candidates)?;
-        let truth = dir.join("truth.csv");
         writer::write_truth(&truth, &candidates)?;
         files.extend([labels, truth]);
         let reals = candidates.iter().filter(|c| c.label == 1).count();
@@ -166,7 +178,11 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
     bar.finish();
     files.push(pipeline.write_used(out)?);
     write_manifest(pipeline, out, &files)?;
-    Ok(Summary { files, candidates: total, simulation_seconds })
+    Ok(Summary {
+        files,
+        candidates: total,
+        simulation_seconds,
+    })
 }
 
 fn write_manifest(pipeline: &Pipeline, out: &Path, files: &[PathBuf]) -> Result<(), SimError> {
@@ -183,7 +199,10 @@ mod tests {
     use super::*;
 
     fn tiny(seed: u64, dir: &Path, train: usize, test: usize, real_fraction: f64) -> Pipeline {
-        let mut p = Pipeline { seed, ..Pipeline::default() };
+        let mut p = Pipeline {
+            seed,
+            ..Pipeline::default()
+        };
         p.simulate.out_dir = dir.to_path_buf();
         p.simulate.train_candidates = train;
         p.simulate.test_candidates = test;
@@ -201,7 +220,12 @@ mod tests {
         for (dir, seed) in dirs.iter().zip([7, 7, 8]) {
             generate(&tiny(seed, dir.path(), 24, 10, 0.5)).unwrap();
         }
-        for file in ["train/difference.csv", "train/labels.csv", "test/snr_difference.csv", "test_labels.csv"] {
+        for file in [
+            "train/difference.csv",
+            "train/labels.csv",
+            "test/snr_difference.csv",
+            "test_labels.csv",
+        ] {
             let [a, b, c] = [0, 1, 2].map(|i| read(&dirs[i].path().join(file)));
             assert_eq!(a, b, "{file} differs for the same seed");
             if file.ends_with("difference.csv") {
@@ -217,7 +241,11 @@ mod tests {
         let mut ids = std::collections::HashSet::new();
         for (split, n) in [("train", 12), ("test", 6)] {
             for channel in Channel::ALL {
-                let text = read(&dir.path().join(split).join(format!("{}.csv", channel.name())));
+                let text = read(
+                    &dir.path()
+                        .join(split)
+                        .join(format!("{}.csv", channel.name())),
+                );
                 let mut lines = text.lines();
                 let header: Vec<&str> = lines.next().unwrap().split(',').collect();
                 assert_eq!(header.len(), 442);
@@ -228,16 +256,26 @@ mod tests {
                     let cells: Vec<&str> = row.split(',').collect();
                     assert_eq!(cells.len(), 442);
                     assert_eq!(cells[0], format!("{split}-{:06}", i + 1));
-                    assert!(cells[1..].iter().all(|c| c.parse::<f32>().is_ok_and(f32::is_finite)), "{row}");
+                    assert!(
+                        cells[1..]
+                            .iter()
+                            .all(|c| c.parse::<f32>().is_ok_and(f32::is_finite)),
+                        "{row}"
+                    );
                     ids.insert(cells[0].to_string());
                 }
             }
         }
         assert_eq!(ids.len(), 18, "ids not unique across splits");
-        assert!(!dir.path().join("test/labels.csv").exists(), "test labels must stay apart");
+        assert!(
+            !dir.path().join("test/labels.csv").exists(),
+            "test labels must stay apart"
+        );
         assert_eq!(read(&dir.path().join("test_labels.csv")).lines().count(), 7);
         assert!(read(&dir.path().join("train/labels.csv")).starts_with("id,label\ntrain-000001,"));
-        assert!(dir.path().join("pipeline.toml").exists() && dir.path().join("manifest.json").exists());
+        assert!(
+            dir.path().join("pipeline.toml").exists() && dir.path().join("manifest.json").exists()
+        );
     }
 
     #[test]
@@ -246,12 +284,18 @@ mod tests {
         for fraction in [0.5, 0.3] {
             let mut p = Pipeline::default();
             p.simulate.real_fraction = fraction;
-            let candidates = simulate_split(&p, &conditions, Split::Check, 60, &ProgressBar::hidden()).unwrap();
+            let candidates =
+                simulate_split(&p, &conditions, Split::Check, 60, &ProgressBar::hidden()).unwrap();
             let reals = candidates.iter().filter(|c| c.label == 1).count();
             assert_eq!(reals, (60.0 * fraction).round() as usize);
             for c in &candidates {
                 assert_eq!(c.label, c.truth.kind.label(), "{}", c.id);
-                assert!(c.stamps.passes_detection() && c.truth.centre_snr.abs() >= 5.0, "{} {}", c.id, c.truth.centre_snr);
+                assert!(
+                    c.stamps.passes_detection() && c.truth.centre_snr.abs() >= 5.0,
+                    "{} {}",
+                    c.id,
+                    c.truth.centre_snr
+                );
             }
             // The order is shuffled, not all reals first.
             assert!(candidates[..reals].iter().any(|c| c.label == 0));
@@ -262,7 +306,14 @@ mod tests {
     fn bad_mix_is_refused() {
         let mut p = Pipeline::default();
         p.simulate.bogus_mix.noise = -1.0;
-        let err = simulate_split(&p, &Conditions::embedded().unwrap(), Split::Check, 2, &ProgressBar::hidden()).unwrap_err();
+        let err = simulate_split(
+            &p,
+            &Conditions::embedded().unwrap(),
+            Split::Check,
+            2,
+            &ProgressBar::hidden(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("bogus_mix"), "{err}");
     }
 }

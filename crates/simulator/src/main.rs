@@ -39,7 +39,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     hits_core::init_tracing();
-    let command = Cli::parse().command.unwrap_or(Command::Generate { pipeline: "pipelines/default.toml".into() });
+    let command = Cli::parse().command.unwrap_or(Command::Generate {
+        pipeline: "pipelines/default.toml".into(),
+    });
     match command {
         Command::Generate { pipeline } => {
             let pipeline = Pipeline::load(&pipeline)?;
@@ -54,11 +56,20 @@ fn main() -> anyhow::Result<()> {
                 summary.candidates_per_second()
             );
         }
-        Command::Check { pipeline, real, out, count } => {
+        Command::Check {
+            pipeline,
+            real,
+            out,
+            count,
+        } => {
             let pipeline = Pipeline::load(&pipeline)?;
             let out = out.unwrap_or_else(|| pipeline.stage_dir("sim-check"));
-            let report = simulator::check::run(&pipeline, &real, &out, count).context("realism check failed")?;
-            println!("{:<20} {:>14} {:>14}", "median of", "simulated", "real HiTS 2015");
+            let report = simulator::check::run(&pipeline, &real, &out, count)
+                .context("realism check failed")?;
+            println!(
+                "{:<20} {:>14} {:>14}",
+                "median of", "simulated", "real HiTS 2015"
+            );
             for c in &report.comparisons {
                 println!(
                     "{:<20} {:>9.2} (n={:<4}) {:>7.2} (n={})",

@@ -16,7 +16,10 @@ impl Moffat {
     pub fn new(fwhm_px: f32) -> Self {
         let alpha = fwhm_px / (2.0 * (2f32.powf(1.0 / MOFFAT_BETA) - 1.0).sqrt());
         let alpha2 = alpha * alpha;
-        Moffat { alpha2, peak: (MOFFAT_BETA - 1.0) / (std::f32::consts::PI * alpha2) }
+        Moffat {
+            alpha2,
+            peak: (MOFFAT_BETA - 1.0) / (std::f32::consts::PI * alpha2),
+        }
     }
 
     /// Fraction of the flux per pixel at squared distance `r2` (pixels²) from the centre.
@@ -46,7 +49,9 @@ impl Kernel {
             return Kernel { taps: vec![1.0] };
         }
         let radius = (3.5 * sigma).ceil() as i32;
-        let mut taps: Vec<f32> = (-radius..=radius).map(|i| (-0.5 * (i as f32 / sigma).powi(2)).exp()).collect();
+        let mut taps: Vec<f32> = (-radius..=radius)
+            .map(|i| (-0.5 * (i as f32 / sigma).powi(2)).exp())
+            .collect();
         let sum: f32 = taps.iter().sum();
         taps.iter_mut().for_each(|t| *t /= sum);
         Kernel { taps }
@@ -65,7 +70,9 @@ impl Kernel {
 
     /// Squared taps: convolving a variance map with them propagates independent pixel noise.
     pub fn squared(&self) -> Self {
-        Kernel { taps: self.taps.iter().map(|t| t * t).collect() }
+        Kernel {
+            taps: self.taps.iter().map(|t| t * t).collect(),
+        }
     }
 }
 
@@ -91,7 +98,12 @@ mod tests {
     fn matching_kernel_is_normalised_with_quadrature_width() {
         let k = Kernel::matching(4.0, 5.0);
         assert!((k.taps.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-        let var: f32 = k.taps.iter().enumerate().map(|(i, t)| t * (i as f32 - k.radius() as f32).powi(2)).sum();
+        let var: f32 = k
+            .taps
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t * (i as f32 - k.radius() as f32).powi(2))
+            .sum();
         let expected = (25.0 - 16.0) / FWHM_PER_SIGMA.powi(2);
         assert!((var - expected).abs() < 0.02, "{var} vs {expected}");
         assert_eq!(Kernel::matching(5.0, 4.0).taps, vec![1.0]);

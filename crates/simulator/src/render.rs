@@ -18,7 +18,10 @@ pub struct Image {
 impl Image {
     pub fn new(side: usize) -> Self {
         debug_assert!(side % 2 == 1, "odd sides keep a central pixel");
-        Image { side, pixels: vec![0.0; side * side] }
+        Image {
+            side,
+            pixels: vec![0.0; side * side],
+        }
     }
 
     fn half(&self) -> i32 {
@@ -60,7 +63,8 @@ impl Image {
         let mut out = Image::new(side);
         for row in 0..side {
             let from = (row + offset) * self.side + offset;
-            out.pixels[row * side..(row + 1) * side].copy_from_slice(&self.pixels[from..from + side]);
+            out.pixels[row * side..(row + 1) * side]
+                .copy_from_slice(&self.pixels[from..from + side]);
         }
         out
     }
@@ -70,7 +74,10 @@ impl Image {
     pub fn convolve(&self, kernel: &Kernel, side: usize) -> Image {
         let radius = kernel.radius();
         let offset = (self.side - side) / 2;
-        assert!(offset >= radius, "canvas margin {offset} < kernel radius {radius}");
+        assert!(
+            offset >= radius,
+            "canvas margin {offset} < kernel radius {radius}"
+        );
         let start = offset - radius;
         // Horizontal pass over every row the vertical pass will need.
         let rows = side + 2 * radius;
@@ -79,7 +86,8 @@ impl Image {
             let src = &self.pixels[(start + r) * self.side..(start + r + 1) * self.side];
             for c in 0..side {
                 let window = &src[start + c..start + c + kernel.taps.len()];
-                horizontal[r * side + c] = window.iter().zip(&kernel.taps).map(|(a, b)| a * b).sum();
+                horizontal[r * side + c] =
+                    window.iter().zip(&kernel.taps).map(|(a, b)| a * b).sum();
             }
         }
         let mut out = Image::new(side);
@@ -102,7 +110,10 @@ pub fn observe(model: &Image, sky: f32, rng: &mut ChaCha8Rng) -> (Image, Image) 
     let mut level = model.clone();
     level.pixels.iter_mut().for_each(|p| *p += sky);
     bleed(&mut level);
-    let variance = Image { side: level.side, pixels: level.pixels.iter().map(|&p| pixel_variance(p)).collect() };
+    let variance = Image {
+        side: level.side,
+        pixels: level.pixels.iter().map(|&p| pixel_variance(p)).collect(),
+    };
     let mut observed = level;
     for (p, v) in observed.pixels.iter_mut().zip(&variance.pixels) {
         let noise: f32 = rng.sample(StandardNormal);
@@ -157,7 +168,9 @@ mod tests {
         let direct: f32 = (-r..=r)
             .flat_map(|j| (-r..=r).map(move |i| (i, j)))
             .map(|(i, j)| {
-                image.pixels[image.index(2 - i, -1 - j).unwrap()] * kernel.taps[(i + r) as usize] * kernel.taps[(j + r) as usize]
+                image.pixels[image.index(2 - i, -1 - j).unwrap()]
+                    * kernel.taps[(i + r) as usize]
+                    * kernel.taps[(j + r) as usize]
             })
             .sum();
         let got = out.pixels[out.index(2, -1).unwrap()];
@@ -173,7 +186,10 @@ mod tests {
         assert!(image.pixels.iter().all(|&p| p <= SATURATION_ADU));
         assert!((image.pixels.iter().sum::<f32>() - 3.5 * SATURATION_ADU).abs() < 1.0);
         // Two pixels either side fill up; the remaining half goes to the next pixel above.
-        assert_eq!(image.pixels[image.index(0, -2).unwrap()], 0.5 * SATURATION_ADU);
+        assert_eq!(
+            image.pixels[image.index(0, -2).unwrap()],
+            0.5 * SATURATION_ADU
+        );
         assert_eq!(image.pixels[image.index(0, 2).unwrap()], 0.0);
         assert_eq!(image.pixels[image.index(1, 0).unwrap()], 0.0);
     }
@@ -184,8 +200,17 @@ mod tests {
         let (observed, variance) = observe(&Image::new(101), 120.0, &mut rng);
         let n = observed.pixels.len() as f32;
         let mean = observed.pixels.iter().sum::<f32>() / n;
-        let var = observed.pixels.iter().map(|p| (p - mean).powi(2)).sum::<f32>() / n;
+        let var = observed
+            .pixels
+            .iter()
+            .map(|p| (p - mean).powi(2))
+            .sum::<f32>()
+            / n;
         assert!((mean - 120.0).abs() < 0.3, "{mean}");
-        assert!((var / variance.pixels[0] - 1.0).abs() < 0.05, "{var} vs {}", variance.pixels[0]);
+        assert!(
+            (var / variance.pixels[0] - 1.0).abs() < 0.05,
+            "{var} vs {}",
+            variance.pixels[0]
+        );
     }
 }

@@ -33,7 +33,11 @@ fn write_lines(path: &Path, header: &str, lines: &[String]) -> Result<(), SimErr
 
 /// One channel (0..4, pipeline order) of every candidate: id then 441 pixels, 4 decimals
 /// (far below the noise of every channel).
-pub fn write_channel(path: &Path, candidates: &[Candidate], channel: usize) -> Result<(), SimError> {
+pub fn write_channel(
+    path: &Path,
+    candidates: &[Candidate],
+    channel: usize,
+) -> Result<(), SimError> {
     let lines: Vec<String> = candidates
         .par_iter()
         .map(|c| {
@@ -51,7 +55,10 @@ pub fn write_channel(path: &Path, candidates: &[Candidate], channel: usize) -> R
 
 /// `id,label`.
 pub fn write_labels(path: &Path, candidates: &[Candidate]) -> Result<(), SimError> {
-    let lines: Vec<String> = candidates.iter().map(|c| format!("{},{}\n", c.id, c.label)).collect();
+    let lines: Vec<String> = candidates
+        .iter()
+        .map(|c| format!("{},{}\n", c.id, c.label))
+        .collect();
     write_lines(path, "id,label", &lines)
 }
 
@@ -65,7 +72,10 @@ pub fn write_truth(path: &Path, candidates: &[Candidate]) -> Result<(), SimError
         .map(|c| {
             let t = &c.truth;
             let mag = t.source_mag.map(|m| format!("{m:.3}")).unwrap_or_default();
-            let (x, y) = t.source_xy.map(|(x, y)| (format!("{x:.3}"), format!("{y:.3}"))).unwrap_or_default();
+            let (x, y) = t
+                .source_xy
+                .map(|(x, y)| (format!("{x:.3}"), format!("{y:.3}")))
+                .unwrap_or_default();
             format!(
                 "{},{},{},{:.3},{mag},{x},{y},{},{},{},{:.3},{:.3},{:.2},{:.2},{}\n",
                 c.id,
