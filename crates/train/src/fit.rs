@@ -214,21 +214,41 @@ fn loss_and_correct<B: Backend>(logits: Tensor<B, 2>, labels: &[u8], weights: [f
     (loss, correct)
 }
 
-/// Unweighted mean loss and accuracy of `model` (inference mode) on `data`.
-pub fn evaluate<B: Backend>(model: &Classifier<B>, data: &Examples, batch: usize, device: &B::Device) -> (f64, f64) {
+/// Validation scores: unweighted mean loss, accuracy and F1 of the real class at p = 0.5.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub f1: f64,
+}
+
+/// [`Scores`] of `model` (inference mode) on `data`.
+pub fn evaluate<B: Backend>(model: &Classifier<B>, data: &Examples, batch: usize, device: &B::Device) -> Scores {
     if data.is_empty() {
-        return (f64::NAN, f64::NAN);
+        return Scores { loss: f64::NAN, accuracy: f64::NAN, f1: f64::NAN };
     }
     let (mut loss, mut correct) = (0.0, 0);
+    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
     let batch = batch.max(1);
     for (k, labels) in data.labels.chunks(batch).enumerate() {
         let start = k * batch * TENSOR_LEN;
         let x = stamps_tensor::<B>(&data.stamps[start..start + labels.len() * TENSOR_LEN], device);
-        let (l, c) = loss_and_correct(model.forward(x), labels, [1.0, 1.0]);
+        let logits = model.forward(x);
+        let values: Vec<f32> = logits.to_data().convert::<f32>().into_vec().expect("f32 logits");
+        for (i, &l) in labels.iter().enumerate() {
+            match (values[2 * i + 1] > values[2 * i], l == 1) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, true) => fn_ += 1,
+                (false, false) => {}
+            }
+        }
+        let (l, c) = loss_and_correct(logits, labels, [1.0, 1.0]);
         loss += l.into_scalar().elem::<f64>() * labels.len() as f64;
         correct += c;
     }
-    (loss / data.len() as f64, correct as f64 / data.len() as f64)
+    let f1 = if tp == 0 { 0.0 } else { 2.0 * tp as f64 / (2 * tp + fp + fn_) as f64 };
+    Scores { loss: loss / data.len() as f64, accuracy: correct as f64 / data.len() as f64, f1 }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -326,7 +346,8 @@ where
         }
         bar.finish_and_clear();
         let valid = model.valid();
-        let (val_loss, val_accuracy) = evaluate(&valid, val, 256, device);
+        let scores = evaluate(&valid, val, 256, device);
+        let (val_loss, val_accuracy) = (scores.loss, scores.accuracy);
         let row = EpochRow {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -337,8 +358,8 @@ where
             seconds: started.elapsed().as_secs_f64(),
         };
         tracing::info!(
-            "epoch {}/{}: loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | lr {:.2e} | {:.1}s",
-            row.epoch, cfg.epochs, row.train_loss, row.train_accuracy, row.val_loss, row.val_accuracy, lr, row.seconds
+            "epoch {}/{}: loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} F1 {:.4} | lr {:.2e} | {:.1}s",
+            row.epoch, cfg.epochs, row.train_loss, row.train_accuracy, row.val_loss, row.val_accuracy, scores.f1, lr, row.seconds
         );
         epoch += 1;
         // Checkpoint: tensors first under epoch-numbered names, then the state naming them.

@@ -77,8 +77,9 @@ fn seed_cnn_learns_a_separable_toy_set() {
     let (first, last) = (&h[0], h.last().unwrap());
     assert!(last.train_loss < first.train_loss * 0.8, "loss did not fall: {h:?}");
     assert!(last.val_accuracy > 0.9, "validation accuracy {}: {h:?}", last.val_accuracy);
-    let (_, acc) = train::fit::evaluate::<Cpu>(&fitted.model, &val, 32, &Default::default());
-    assert_eq!(acc, last.val_accuracy);
+    let scores = train::fit::evaluate::<Cpu>(&fitted.model, &val, 32, &Default::default());
+    assert_eq!(scores.accuracy, last.val_accuracy);
+    assert!(scores.f1 > 0.9, "{scores:?}");
 }
 
 #[test]
