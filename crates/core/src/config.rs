@@ -26,6 +26,7 @@ pub struct Pipeline {
     pub features: FeaturesConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    pub evaluate: EvaluateConfig,
 }
 
 impl Default for Pipeline {
@@ -39,6 +40,7 @@ impl Default for Pipeline {
             features: FeaturesConfig::default(),
             model: ModelConfig::default(),
             train: TrainConfig::default(),
+            evaluate: EvaluateConfig::default(),
         }
     }
 }
@@ -155,6 +157,21 @@ impl Default for ChannelFiles {
             snr_difference: "snr_difference.csv".into(),
             labels: "labels.csv".into(),
         }
+    }
+}
+
+impl DataConfig {
+    /// The files `ingest` reads for `split`: the channel CSVs in [`Channel::ALL`] order, then
+    /// the labels when the split is labelled.
+    pub fn split_files(&self, split: &SplitConfig) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = Channel::ALL
+            .iter()
+            .map(|&c| split.dir.join(self.files.channel(c)))
+            .collect();
+        if split.labelled {
+            files.push(split.dir.join(&self.files.labels));
+        }
+        files
     }
 }
 
@@ -333,6 +350,33 @@ impl Default for TrainConfig {
     }
 }
 
+/// How `evaluate` picks the P(real) threshold that `submit` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ThresholdRule {
+    /// A fixed threshold, e.g. 0.5.
+    Fixed { value: f64 },
+    /// The threshold with the lowest false-negative rate whose false-positive rate on the
+    /// validation set does not exceed `fpr` (e.g. 0.01).
+    TargetFpr { fpr: f64 },
+    /// The threshold where the false-positive and false-negative rates are closest.
+    EqualErrorRate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluateConfig {
+    pub threshold: ThresholdRule,
+}
+
+impl Default for EvaluateConfig {
+    fn default() -> Self {
+        EvaluateConfig {
+            threshold: ThresholdRule::Fixed { value: 0.5 },
+        }
+    }
+}
+
 impl Pipeline {
     /// Read and check a pipeline file.
     pub fn load(path: &Path) -> Result<Self, CoreError> {
@@ -380,6 +424,15 @@ impl Pipeline {
         if self.data.id_column.is_empty() {
             return Err("data.id_column must not be empty".into());
         }
+        match self.evaluate.threshold {
+            ThresholdRule::Fixed { value } if !(0.0..=1.0).contains(&value) => {
+                return Err(format!(
+                    "evaluate.threshold.value = {value} must lie in [0, 1]"
+                ));
+            }
+            ThresholdRule::TargetFpr { fpr } => fraction("evaluate.threshold.fpr", fpr, true)?,
+            _ => {}
+        }
         Ok(())
     }
 
@@ -412,6 +465,24 @@ impl Pipeline {
     /// BLAKE3 of [`Pipeline::to_toml`]: equal for equal configurations.
     pub fn config_hash(&self) -> String {
         blake3::hash(self.to_toml().as_bytes()).to_hex().to_string()
+    }
+
+    /// BLAKE3 of the parts of the configuration `stage` reads (besides its input files,
+    /// whose hashes carry the earlier stages' settings). Recorded in the stage's manifest, so
+    /// that changing, say, `[evaluate]` does not make the trained model stale. Stages not
+    /// listed depend on the whole configuration.
+    pub fn stage_config_hash(&self, stage: &str) -> String {
+        let keys: &[&str] = match stage {
+            "simulate" => &["seed", "simulate", "data"],
+            "ingest" => &["data"],
+            "features" => &["data", "features"],
+            "train" => &["seed", "data", "features", "model", "train"],
+            _ => return self.config_hash(),
+        };
+        let mut table = toml::Table::try_from(self).expect("a pipeline always serialises");
+        table.retain(|key, _| keys.contains(&key));
+        let text = toml::to_string(&table).expect("a TOML table always serialises");
+        blake3::hash(text.as_bytes()).to_hex().to_string()
     }
 
     /// Write the configuration a stage used to `<dir>/pipeline.toml`.
@@ -482,6 +553,54 @@ mod tests {
             p.train.optimiser,
             OptimiserConfig::Sgd { step_epochs: 5, .. }
         ));
+    }
+
+    #[test]
+    fn threshold_rules_parse_and_are_checked() {
+        assert_eq!(
+            Pipeline::default().evaluate.threshold,
+            ThresholdRule::Fixed { value: 0.5 }
+        );
+        let p = parse("[evaluate]\nthreshold = { kind = \"target_fpr\", fpr = 0.01 }\n").unwrap();
+        assert_eq!(p.evaluate.threshold, ThresholdRule::TargetFpr { fpr: 0.01 });
+        let p = parse("[evaluate.threshold]\nkind = \"equal_error_rate\"\n").unwrap();
+        assert_eq!(p.evaluate.threshold, ThresholdRule::EqualErrorRate);
+        let err = parse("[evaluate]\nthreshold = { kind = \"fixed\", value = 1.5 }\n").unwrap_err();
+        assert!(err.contains("evaluate.threshold.value"), "{err}");
+        let err =
+            parse("[evaluate]\nthreshold = { kind = \"target_fpr\", fpr = 0 }\n").unwrap_err();
+        assert!(err.contains("evaluate.threshold.fpr"), "{err}");
+        let err = parse("[evaluate]\nthreshold = { kind = \"fixed\", fpr = 0.1 }\n").unwrap_err();
+        assert!(err.contains("fpr"), "{err}");
+    }
+
+    #[test]
+    fn stage_hash_ignores_sections_the_stage_does_not_read() {
+        let p = Pipeline::default();
+        let mut later = p.clone();
+        later.evaluate.threshold = ThresholdRule::EqualErrorRate;
+        later.name = "other".into();
+        for stage in ["simulate", "ingest", "features", "train"] {
+            assert_eq!(p.stage_config_hash(stage), later.stage_config_hash(stage));
+        }
+        assert_ne!(
+            p.stage_config_hash("evaluate"),
+            later.stage_config_hash("evaluate")
+        );
+        let mut features = p.clone();
+        features.features.normalisation = Normalisation::Zscore;
+        assert_eq!(
+            p.stage_config_hash("ingest"),
+            features.stage_config_hash("ingest")
+        );
+        assert_ne!(
+            p.stage_config_hash("features"),
+            features.stage_config_hash("features")
+        );
+        assert_ne!(
+            p.stage_config_hash("train"),
+            features.stage_config_hash("train")
+        );
     }
 
     #[test]

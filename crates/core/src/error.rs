@@ -15,6 +15,18 @@ pub enum CoreError {
     Arrow { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Manifest { path: PathBuf, message: String },
+    /// A CSV table that is missing, empty or ragged, or lacks a column.
+    #[error("{path}: {message}")]
+    Csv { path: PathBuf, message: String },
+    /// A bad value in a CSV table; `row` counts data rows from 1, `line` is the file line.
+    #[error("{path}: row {row} (line {line}), column {column}: {message}")]
+    Cell {
+        path: PathBuf,
+        row: usize,
+        line: usize,
+        column: String,
+        message: String,
+    },
 }
 
 impl CoreError {

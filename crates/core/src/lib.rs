@@ -7,6 +7,8 @@ pub mod config;
 pub mod error;
 pub mod io;
 pub mod manifest;
+pub mod stage;
+pub mod table;
 
 pub use channel::{Channel, STAMP_PIXELS, STAMP_SIDE, TENSOR_LEN};
 pub use config::Pipeline;
@@ -17,6 +19,7 @@ pub use error::CoreError;
 pub fn run_main<E: std::fmt::Display>(
     body: impl FnOnce() -> Result<(), E>,
 ) -> std::process::ExitCode {
+    stage::start_clock();
     init_tracing();
     match body() {
         Ok(()) => std::process::ExitCode::SUCCESS,

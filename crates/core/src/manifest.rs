@@ -37,10 +37,13 @@ pub struct Manifest {
     pub stage: String,
     pub crate_version: String,
     pub pipeline: String,
-    /// BLAKE3 of the resolved pipeline configuration the stage ran with.
+    /// BLAKE3 of the configuration the stage reads ([`crate::Pipeline::stage_config_hash`]).
     pub config_hash: String,
     pub inputs: Vec<FileDigest>,
     pub outputs: Vec<FileDigest>,
+    /// Wall seconds from the start of the stage's process to writing this manifest.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl Manifest {
@@ -51,9 +54,10 @@ impl Manifest {
             stage: stage.to_string(),
             crate_version: crate_version.to_string(),
             pipeline: pipeline.name.clone(),
-            config_hash: pipeline.config_hash(),
+            config_hash: pipeline.stage_config_hash(stage),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            seconds: 0.0,
         }
     }
 
@@ -67,9 +71,14 @@ impl Manifest {
         Ok(())
     }
 
+    /// Write `<stage_dir>/manifest.json`, recording the stage's wall time so far.
     pub fn write(&self, stage_dir: &Path) -> Result<PathBuf, CoreError> {
         let path = stage_dir.join(Self::FILE_NAME);
-        write_json_atomic(&path, self)?;
+        let timed = Manifest {
+            seconds: crate::stage::elapsed_seconds(),
+            ..self.clone()
+        };
+        write_json_atomic(&path, &timed)?;
         Ok(path)
     }
 
@@ -111,8 +120,8 @@ impl Manifest {
     }
 
     /// True when a stage that ran with the same configuration on these inputs can be skipped.
-    pub fn is_up_to_date(&self, pipeline: &crate::Pipeline, inputs: &[&Path]) -> bool {
-        self.config_hash == pipeline.config_hash()
+    pub fn is_up_to_date(&self, pipeline: &crate::Pipeline, inputs: &[PathBuf]) -> bool {
+        self.config_hash == pipeline.stage_config_hash(&self.stage)
             && self.inputs.len() == inputs.len()
             && inputs.iter().all(|p| {
                 self.inputs.iter().any(|d| {

@@ -121,6 +121,17 @@ pub struct SplitSummary {
     pub path: PathBuf,
 }
 
+/// The ingest files `run` reads: what decides whether the features are up to date.
+pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
+    let ingest_dir = pipeline.stage_dir(INGEST_STAGE);
+    pipeline
+        .data
+        .splits
+        .keys()
+        .map(|split| ingest_dir.join(format!("{split}.arrow")))
+        .collect()
+}
+
 /// Build the features of every split of the pipeline.
 pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
     let ingest_dir = pipeline.stage_dir(INGEST_STAGE);
@@ -129,8 +140,8 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
         .data
         .splits
         .keys()
-        .map(|split| {
-            let path = ingest_dir.join(format!("{split}.arrow"));
+        .zip(input_files(pipeline))
+        .map(|(split, path)| {
             let digest = ingest_manifest.verify_output(&path)?;
             Ok((split.clone(), path, digest.blake3))
         })

@@ -64,11 +64,12 @@ pub fn read_split(
     name: &str,
     split: &SplitConfig,
 ) -> Result<SplitData, IngestError> {
+    let paths = data.split_files(split);
     let mut files: Vec<PathBuf> = Vec::new();
     let mut ids: Option<Vec<String>> = None;
     let mut channels: [Vec<f32>; 4] = Default::default();
     for channel in Channel::ALL {
-        let path = split.dir.join(data.files.channel(channel));
+        let path = paths[channel.index()].clone();
         let columns = Columns::channel(&path, data.layout, &data.id_column, data.header)?;
         let frame = read_frame(&path, &columns)?;
         let rows = frame.height();
@@ -102,7 +103,7 @@ pub fn read_split(
     checks::check_duplicate_stamps(&split.dir, &ids, &channels)?;
 
     let labels = if split.labelled {
-        let path = split.dir.join(&data.files.labels);
+        let path = paths[Channel::ALL.len()].clone();
         let columns = Columns::labels(&path, data.layout, &data.id_column, data.header)?;
         let frame = read_frame(&path, &columns)?;
         let label_index = columns.kinds.len() - 1;
@@ -183,6 +184,16 @@ pub fn report(split: &SplitData, seconds: f64) -> SplitReport {
         checks: CHECKS.iter().map(|s| s.to_string()).collect(),
         seconds,
     }
+}
+
+/// Every CSV `run` reads, split by split: what decides whether ingest is up to date.
+pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
+    pipeline
+        .data
+        .splits
+        .values()
+        .flat_map(|split| pipeline.data.split_files(split))
+        .collect()
 }
 
 /// Ingest every split of the pipeline. All splits are validated before anything is written,

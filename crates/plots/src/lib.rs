@@ -1,4 +1,5 @@
-//! PNG rendering shared by the stages: stamp galleries, overlaid histograms and line charts.
+//! PNG rendering shared by the stages: stamp galleries, overlaid histograms, line charts
+//! (linear or log axes) and confusion matrices.
 //!
 //! Text uses the bundled DejaVu Sans (registered once as `sans-serif`), so plots render the
 //! same on machines without system fonts. Every PNG is drawn into a temporary file beside its
@@ -210,6 +211,67 @@ fn robust_range(values: &[f32]) -> (f32, f32) {
     } else {
         (low - 0.5, low + 0.5)
     }
+}
+
+/// A confusion matrix as a heatmap: `counts[true class][predicted class]`, each cell shaded by
+/// its share of the true class (so a rare class's errors stay visible) and labelled with the
+/// count and that share.
+pub fn confusion_matrix(
+    path: &Path,
+    title: &str,
+    classes: [&str; 2],
+    counts: [[usize; 2]; 2],
+) -> Result<()> {
+    const CELL: i32 = 170;
+    const LEFT: i32 = 150;
+    const TOP: i32 = 90;
+    let width = (LEFT + 2 * CELL + 30) as u32;
+    let height = (TOP + 2 * CELL + 60) as u32;
+    save_png(path, width, height, |root| {
+        let font = |size| ("sans-serif", size).into_font();
+        root.draw(&Text::new(title.to_string(), (12, 10), font(20)))?;
+        root.draw(&Text::new("predicted", (LEFT + CELL - 35, 40), font(15)))?;
+        root.draw(&Text::new("true", (12, TOP + CELL - 8), font(15)))?;
+        for (i, class) in classes.iter().enumerate() {
+            let offset = i as i32 * CELL;
+            root.draw(&Text::new(
+                class.to_string(),
+                (LEFT + offset + CELL / 2 - 20, 64),
+                font(15),
+            ))?;
+            root.draw(&Text::new(
+                class.to_string(),
+                (64, TOP + offset + CELL / 2 - 8),
+                font(15),
+            ))?;
+        }
+        for (t, row) in counts.iter().enumerate() {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            for (p, &count) in row.iter().enumerate() {
+                let share = count as f64 / total;
+                // White (0) to dark blue (1); text turns white on dark cells.
+                let shade = |full: f64| (255.0 - share * (255.0 - full)).round() as u8;
+                let fill = RGBColor(shade(20.0), shade(60.0), shade(140.0));
+                let ink = if share > 0.5 { WHITE } else { BLACK };
+                let (x, y) = (LEFT + p as i32 * CELL, TOP + t as i32 * CELL);
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + CELL, y + CELL)],
+                    fill.filled(),
+                ))?;
+                root.draw(&Rectangle::new([(x, y), (x + CELL, y + CELL)], BLACK))?;
+                let style = font(24).color(&ink);
+                root.draw(&Text::new(
+                    count.to_string(),
+                    (x + 20, y + CELL / 2 - 26),
+                    style,
+                ))?;
+                let style = font(16).color(&ink);
+                let text = format!("{:.2}% of {}", share * 100.0, classes[t]);
+                root.draw(&Text::new(text, (x + 20, y + CELL / 2 + 8), style))?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Overlaid histograms of several series over shared bins spanning all their finite values.
@@ -529,6 +591,14 @@ mod tests {
             .unwrap();
             assert_png(&path, 900, 600);
         }
+    }
+
+    #[test]
+    fn confusion_matrix_writes_png_even_with_an_empty_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("confusion.png");
+        confusion_matrix(&path, "test", ["bogus", "real"], [[90, 10], [0, 0]]).unwrap();
+        assert_png(&path, 150 + 2 * 170 + 30, 90 + 2 * 170 + 60);
     }
 
     #[test]

@@ -40,10 +40,14 @@ pub struct TrainReport {
     pub out_dir: PathBuf,
 }
 
+/// The features file of the training split: what decides whether training is up to date.
+pub fn features_path(pipeline: &Pipeline) -> PathBuf {
+    pipeline.stage_dir(features::STAGE).join(format!("{}.arrow", pipeline.train.split))
+}
+
 /// Train as `pipeline` says on its training split's features.
 pub fn run(pipeline: &Pipeline, resume: bool) -> Result<TrainReport, TrainError> {
-    let features_dir = pipeline.stage_dir(features::STAGE);
-    let features_path = features_dir.join(format!("{}.arrow", pipeline.train.split));
+    let features_path = features_path(pipeline);
     let set = features::open_split(pipeline, &pipeline.train.split)?;
     tracing::info!("{}: {} candidates", features_path.display(), set.len());
     run_on_set(pipeline, &set, &features_path, resume, true, None)

@@ -14,12 +14,22 @@ struct Args {
     /// Continue from the last complete epoch of an interrupted run.
     #[arg(long)]
     resume: bool,
+    /// Run even when the features and settings are unchanged since the last run.
+    #[arg(long)]
+    force: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     hits_core::init_tracing();
     let args = Args::parse();
     let pipeline = hits_core::Pipeline::load(&args.pipeline)?;
+    let inputs = [train::features_path(&pipeline)];
+    let dir = pipeline.stage_dir(train::STAGE);
+    if !args.resume
+        && hits_core::stage::skip_if_up_to_date(&pipeline, train::STAGE, &dir, &inputs, args.force)
+    {
+        return Ok(());
+    }
     let report = train::run(&pipeline, args.resume).context("train failed")?;
     if let Some(last) = report.history.iter().find(|r| r.epoch == report.kept_epoch) {
         tracing::info!(
