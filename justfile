@@ -10,8 +10,9 @@ cargo_run := "cargo run --release --quiet"
 help:
     @just --list --unsorted
 
-# Run the pipeline end to end: data -> ingest -> features -> train.
-all name="default": (data name) (ingest name) (features name) (train name)
+# Run the pipeline end to end: data -> ingest -> features -> train -> evaluate -> submit -> score,
+# then a summary. Stages whose inputs and settings did not change are skipped.
+all name="default": (data name) (ingest name) (features name) (train name) (evaluate name) (submit name) (score name) (summary name)
 
 # Simulate the default HiTS candidate set into data/sim/.
 data name="default":
@@ -37,6 +38,23 @@ inspect file row="0":
 train name="default" *flags="":
     {{cargo_run}} -p train -- --pipeline pipelines/{{name}}.toml {{flags}}
 
+# Score the model on the validation candidates, choose the threshold, write artifacts/evaluate/
+# (`just evaluate default --split NAME`: a whole labelled split, into artifacts/evaluate/NAME/).
+evaluate name="default" *flags="":
+    {{cargo_run}} -p evaluate -- --pipeline pipelines/{{name}}.toml {{flags}}
+
+# Predict the test split at the chosen threshold: artifacts/submit/submission.csv (`--split NAME` for another).
+submit name="default" *flags="":
+    {{cargo_run}} -p submit -- predict --pipeline pipelines/{{name}}.toml {{flags}}
+
+# Accuracy and F1 of the submission against an answer key (id,label); writes artifacts/submit/score.json.
+score name="default" answers="data/sim/test_labels.csv":
+    {{cargo_run}} -p submit -- score --pipeline pipelines/{{name}}.toml --answers {{answers}}
+
+# Validation and test figures, time per stage, where the report and plots are.
+summary name="default":
+    {{cargo_run}} -p submit -- summary --pipeline pipelines/{{name}}.toml
+
 # Metrics of external predictions (CSV label,p_real[,snr]), e.g. Deep-HiTS' released test scores.
 evaluate-scores file threshold="0.5":
     {{cargo_run}} -p evaluate -- --scores {{file}} --threshold {{threshold}}
@@ -45,6 +63,31 @@ evaluate-scores file threshold="0.5":
 deephits:
     just evaluate-scores ../shared/deephits/test_predictions_cnn_arch7.csv
     just evaluate-scores ../shared/deephits/test_predictions_random_forest.csv
+
+# Speed of every stage on this machine -> artifacts/bench/results.json (`large=0` skips the
+# 250,000-candidate set, which needs ~5 GB of disk under data/).
+bench large="250000" default_epochs="2":
+    cargo build --release --workspace --quiet
+    target/release/bench run --large {{large}} --default-epochs {{default_epochs}}
+
+# Ours and the reference Keras notebook's model (TensorFlow CPU, own venv), alternately on the
+# same CSVs, `rounds` times each; prints and writes the ours / Keras ratios.
+bench-peers rounds="2":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x bench/.venv/bin/python ]; then
+        python3 -m venv bench/.venv
+        bench/.venv/bin/pip install --quiet -r bench/peers/requirements.txt
+    fi
+    cargo build --release --workspace --quiet
+    ours=(); keras=()
+    for round in $(seq {{rounds}}); do
+        target/release/bench run --large 0 --default-epochs 0 --out artifacts/bench/ours-$round.json
+        bench/.venv/bin/python bench/peers/keras_seed.py --split-json artifacts/bench/seed/train/split.json \
+            --out artifacts/bench/keras-$round.json
+        ours+=(artifacts/bench/ours-$round.json); keras+=(artifacts/bench/keras-$round.json)
+    done
+    target/release/bench compare --ours "${ours[@]}" --keras "${keras[@]}"
 
 # Run the test suite (debug build; tests make their own tiny data).
 test:

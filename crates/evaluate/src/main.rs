@@ -1,20 +1,34 @@
+//! `evaluate --pipeline P [--split NAME] [--force]`, or `evaluate --scores FILE.csv`.
+
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
+use evaluate::Report;
+use hits_core::Pipeline;
 
-/// Real/bogus metrics of a set of predictions.
+/// Real/bogus metrics, threshold, report and plots of the trained model (or of a predictions file).
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// Predictions to score: CSV with a header and columns label,p_real[,snr].
+    /// Pipeline configuration.
+    #[arg(long, default_value = "pipelines/default.toml")]
+    pipeline: PathBuf,
+    /// Evaluate this whole labelled split at the chosen threshold (default: the validation
+    /// candidates `train` held out, which also chooses the threshold).
     #[arg(long)]
-    scores: PathBuf,
-    /// Call a candidate real when p_real >= threshold.
-    #[arg(long, default_value_t = 0.5)]
+    split: Option<String>,
+    /// Run even when the inputs and settings are unchanged since the last run.
+    #[arg(long)]
+    force: bool,
+    /// Score external predictions instead: CSV with a header and columns label,p_real[,snr].
+    #[arg(long)]
+    scores: Option<PathBuf>,
+    /// With --scores: call a candidate real when p_real >= threshold.
+    #[arg(long, default_value_t = 0.5, requires = "scores")]
     threshold: f64,
-    /// Directory for metrics.json (default: artifacts/evaluate/<scores file stem>).
-    #[arg(long)]
+    /// With --scores: output directory (default: artifacts/evaluate/<scores file stem>).
+    #[arg(long, requires = "scores")]
     out: Option<PathBuf>,
 }
 
@@ -24,20 +38,38 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let stem = args
-        .scores
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("artifacts/evaluate").join(stem));
-    let r = evaluate::evaluate_scores_file(&args.scores, args.threshold, &out)?;
+    if let Some(scores) = &args.scores {
+        let stem = scores.file_stem().unwrap_or_default().to_string_lossy();
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("artifacts/evaluate").join(&*stem));
+        let report = evaluate::evaluate_scores_file(scores, args.threshold, &out)?;
+        print_report(&scores.display().to_string(), &report);
+        println!("wrote {}", out.display());
+        return Ok(());
+    }
+    let pipeline = Pipeline::load(&args.pipeline)?;
+    let split = args.split.as_deref();
+    let dir = evaluate::out_dir(&pipeline, split);
+    let inputs = evaluate::input_files(&pipeline, split);
+    if hits_core::stage::skip_if_up_to_date(&pipeline, evaluate::STAGE, &dir, &inputs, args.force) {
+        return Ok(());
+    }
+    let result = evaluate::run(&pipeline, split)?;
+    print_report(&result.evaluated, &result.metrics);
     println!(
-        "{}: {} candidates, threshold {}",
-        args.scores.display(),
-        r.candidates,
-        r.threshold
+        "wrote {} ({})",
+        dir.join(evaluate::REPORT_FILE).display(),
+        "metrics.json, PNGs, misclassified.csv"
+    );
+    Ok(())
+}
+
+fn print_report(what: &str, r: &Report) {
+    println!(
+        "{what}: {} candidates, threshold {}",
+        r.candidates, r.threshold
     );
     println!(
         "  accuracy {:.5}  precision {:.5}  recall {:.5}  F1 {:.5}  MCC {:.5}",
@@ -62,6 +94,4 @@ fn run() -> Result<()> {
             bin.false_positive_rate
         );
     }
-    println!("wrote {}", out.join("metrics.json").display());
-    Ok(())
 }

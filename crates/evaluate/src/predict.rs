@@ -1,0 +1,53 @@
+//! Batch prediction with a saved model on the best backend available (as `train` picks it).
+
+use std::path::Path;
+
+use burn::tensor::backend::AutodiffBackend;
+use features::StampSet;
+use hits_core::TENSOR_LEN;
+use indicatif::{ProgressBar, ProgressStyle};
+use model::ModelMetadata;
+use model::backend::BackendTask;
+
+use crate::EvaluateError;
+
+/// Candidates per forward pass.
+const BATCH: usize = 256;
+
+/// P(real) of every candidate of `set` by the model saved in `model_dir`, which must have
+/// been trained on features like `set`'s (same shape, channels and normalisation).
+pub fn predict(
+    model_dir: &Path,
+    set: &StampSet,
+) -> Result<(Vec<f64>, ModelMetadata), EvaluateError> {
+    model::backend::dispatch(Predict { model_dir, set })
+}
+
+struct Predict<'a> {
+    model_dir: &'a Path,
+    set: &'a StampSet,
+}
+
+impl BackendTask for Predict<'_> {
+    type Output = Result<(Vec<f64>, ModelMetadata), EvaluateError>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _backend: &'static str) -> Self::Output {
+        let input = train::input_spec(self.set);
+        let (model, metadata) =
+            model::metadata::load::<B::InnerBackend>(self.model_dir, &input, &device)?;
+        let bar = ProgressBar::new(self.set.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("predict [{bar:30}] {pos}/{len} candidates, eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        let mut p_real = Vec::with_capacity(self.set.len());
+        for chunk in self.set.stamps.chunks(BATCH * TENSOR_LEN) {
+            let p = model.predict(chunk, BATCH, &device);
+            bar.inc(p.len() as u64);
+            p_real.extend(p.into_iter().map(f64::from));
+        }
+        bar.finish_and_clear();
+        Ok((p_real, metadata))
+    }
+}

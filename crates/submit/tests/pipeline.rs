@@ -1,0 +1,166 @@
+//! train -> evaluate -> submit -> score on the tiny separable `features::toy` set (SeedCnn,
+//! 3 epochs: seconds), through the libraries and the `submit` binary.
+
+use std::path::Path;
+use std::process::Command;
+
+use features::toy::write_features;
+use hits_core::Pipeline;
+use hits_core::config::{ModelKind, SplitConfig, ThresholdRule};
+
+fn submit(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_submit"))
+        .args(args)
+        .arg("--pipeline")
+        .arg(pipeline_file)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn tiny_pipeline_end_to_end() {
+    let root = tempfile::tempdir().unwrap();
+    let mut pipeline = Pipeline {
+        artifacts: root.path().join("artifacts"),
+        ..Pipeline::default()
+    };
+    pipeline.model.kind = ModelKind::SeedCnn;
+    pipeline.train.epochs = 3;
+    pipeline.train.batch_size = 16;
+    pipeline.data.splits.insert(
+        "test".into(),
+        SplitConfig {
+            dir: "unused".into(),
+            labelled: false,
+        },
+    );
+    write_features(&pipeline, &[("train", 90, true), ("test", 40, false)]);
+    train::run(&pipeline, false).unwrap();
+
+    // Validation: chooses the threshold and writes every output.
+    let metrics = evaluate::run(&pipeline, None).unwrap();
+    assert_eq!(metrics.metrics.candidates, 30);
+    assert_eq!(metrics.metrics.threshold, 0.5);
+    // Three epochs rank the classes apart, even if P(real) has not moved far from 0.5 yet.
+    assert!(metrics.metrics.roc_auc > 0.9, "{metrics:?}");
+    let eval_dir = pipeline.stage_dir("evaluate");
+    for name in [
+        "metrics.json",
+        "report.md",
+        "misclassified.csv",
+        "threshold.json",
+        "confusion.png",
+        "roc.png",
+        "det.png",
+        "scores.png",
+        "misclassified.png",
+        "loss.png",
+        "accuracy.png",
+        "pipeline.toml",
+        "manifest.json",
+    ] {
+        assert!(eval_dir.join(name).exists(), "{name} missing");
+    }
+    let report = std::fs::read_to_string(eval_dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("| accuracy |") && report.contains("|SNR| < 7"),
+        "{report}"
+    );
+    let misclassified = std::fs::read_to_string(eval_dir.join("misclassified.csv")).unwrap();
+    assert!(misclassified.starts_with("id,label,p_real,centre_snr\n"));
+    assert_eq!(
+        misclassified.lines().count() - 1,
+        metrics.metrics.confusion.false_positive + metrics.metrics.confusion.false_negative
+    );
+
+    // A whole labelled split at the chosen threshold; an unlabelled one is refused.
+    let whole = evaluate::run(&pipeline, Some("train")).unwrap();
+    assert_eq!(whole.metrics.candidates, 90);
+    assert!(eval_dir.join("train/metrics.json").exists());
+    let err = evaluate::run(&pipeline, Some("test"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("test.arrow") && err.contains("test-000 has no label"),
+        "{err}"
+    );
+
+    // submit: writes, then skips while nothing changed.
+    let pipeline_file = root.path().join("p.toml");
+    std::fs::write(&pipeline_file, pipeline.to_toml()).unwrap();
+    let (ok, out) = submit(&pipeline_file, &["predict"]);
+    assert!(ok, "{out}");
+    let submit_dir = pipeline.stage_dir("submit");
+    let submission = std::fs::read_to_string(submit_dir.join("submission.csv")).unwrap();
+    let lines: Vec<&str> = submission.lines().collect();
+    assert_eq!(lines[0], "id,label");
+    assert_eq!(lines.len(), 41);
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.starts_with("test-") && (l.ends_with(",0") || l.ends_with(",1")))
+    );
+    let predictions = std::fs::read_to_string(submit_dir.join("predictions.csv")).unwrap();
+    assert!(predictions.starts_with("id,p_real,label\ntest-000,"));
+    let used: model::ModelMetadata =
+        hits_core::io::read_json(&submit_dir.join("model.json")).unwrap();
+    assert_eq!(used.threshold, 0.5);
+    let (ok, out) = submit(&pipeline_file, &["predict"]);
+    assert!(
+        ok && out.contains("submit: up to date (inputs unchanged), skipped"),
+        "{out}"
+    );
+
+    // Score against the true labels: the same accuracy as counting by hand.
+    let key = root.path().join("answers.csv");
+    let answers: String = (0..40)
+        .map(|i| format!("test-{i:03},{}\n", i % 2))
+        .collect();
+    std::fs::write(&key, format!("id,label\n{answers}")).unwrap();
+    let (ok, out) = submit(
+        &pipeline_file,
+        &["score", "--answers", key.to_str().unwrap()],
+    );
+    assert!(ok, "{out}");
+    let score: submit::Score = hits_core::io::read_json(&submit_dir.join("score.json")).unwrap();
+    let right = lines[1..]
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| l.ends_with(&format!(",{}", i % 2)))
+        .count();
+    assert_eq!(score.accuracy, right as f64 / 40.0);
+    assert!(out.contains(&score.headline()), "{out}");
+
+    // Another threshold rule: evaluate chooses again and submit reruns.
+    pipeline.evaluate.threshold = ThresholdRule::EqualErrorRate;
+    std::fs::write(&pipeline_file, pipeline.to_toml()).unwrap();
+    let eer = evaluate::run(&pipeline, None).unwrap();
+    assert_eq!(eer.threshold_rule, ThresholdRule::EqualErrorRate);
+    let (ok, out) = submit(&pipeline_file, &["predict"]);
+    assert!(ok && !out.contains("skipped"), "{out}");
+    let used: model::ModelMetadata =
+        hits_core::io::read_json(&submit_dir.join("model.json")).unwrap();
+    assert_eq!(used.threshold, eer.metrics.threshold);
+
+    // A retrained model invalidates the threshold until evaluate runs again.
+    pipeline.seed += 1;
+    train::run(&pipeline, false).unwrap();
+    let err = submit::run(&pipeline, "test").unwrap_err().to_string();
+    assert!(
+        err.contains("threshold.json") && err.contains("re-run `just evaluate`"),
+        "{err}"
+    );
+
+    let (ok, out) = submit(&pipeline_file, &["summary"]);
+    assert!(
+        ok && out.contains("validation (validation ids of split train, 30 candidates"),
+        "{out}"
+    );
+    assert!(
+        out.contains("time per stage: simulate -, ingest -, features "),
+        "{out}"
+    );
+}
