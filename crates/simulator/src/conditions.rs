@@ -169,18 +169,17 @@ impl Conditions {
     pub fn sample_pair(&self, rng: &mut ChaCha8Rng) -> EpochPair<'_> {
         let field = &self.fields[rng.random_range(0..self.fields.len())];
         let science = field[rng.random_range(0..field.len())];
-        let others: Vec<usize> = field.iter().copied().filter(|&i| i != science).collect();
-        let sharper: Vec<usize> = others
-            .iter()
-            .copied()
-            .filter(|&i| self.epochs[i].seeing_arcsec <= self.epochs[science].seeing_arcsec)
-            .collect();
-        let pool = if !sharper.is_empty() && rng.random::<f32>() < 0.8 {
-            &sharper
+        // Counted and indexed in place rather than collected: this runs once per attempt.
+        let seeing = self.epochs[science].seeing_arcsec;
+        let others = || field.iter().copied().filter(move |&i| i != science);
+        let sharper = || others().filter(move |&i| self.epochs[i].seeing_arcsec <= seeing);
+        let n_sharper = sharper().count();
+        let template = if n_sharper > 0 && rng.random::<f32>() < 0.8 {
+            sharper().nth(rng.random_range(0..n_sharper))
         } else {
-            &others
-        };
-        let template = pool[rng.random_range(0..pool.len())];
+            others().nth(rng.random_range(0..field.len() - 1))
+        }
+        .expect("index drawn below the pool size");
         EpochPair {
             template: &self.epochs[template],
             science: &self.epochs[science],

@@ -27,6 +27,9 @@ pub use candidate::{Kind, Stamps, Truth};
 pub use conditions::Conditions;
 pub use error::SimError;
 
+/// The stage name in manifests and skip messages.
+pub const STAGE: &str = "simulate";
+
 /// Which set of candidates; part of every candidate's random stream and of its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
@@ -186,7 +189,7 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
 }
 
 fn write_manifest(pipeline: &Pipeline, out: &Path, files: &[PathBuf]) -> Result<(), SimError> {
-    let mut manifest = Manifest::new("simulate", env!("CARGO_PKG_VERSION"), pipeline);
+    let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
     for file in files {
         manifest.add_output(file)?;
     }

@@ -20,6 +20,9 @@ enum Command {
     Generate {
         #[arg(long, default_value = "pipelines/default.toml")]
         pipeline: PathBuf,
+        /// Simulate even when `[simulate]` and the simulator are unchanged since the last run.
+        #[arg(long)]
+        force: bool,
     },
     /// Compare simulated science stamps with real ones: PNGs and a table of medians.
     Check {
@@ -37,14 +40,22 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    hits_core::init_tracing();
+fn main() -> std::process::ExitCode {
+    hits_core::run_main(run)
+}
+
+fn run() -> anyhow::Result<()> {
     let command = Cli::parse().command.unwrap_or(Command::Generate {
         pipeline: "pipelines/default.toml".into(),
+        force: false,
     });
     match command {
-        Command::Generate { pipeline } => {
+        Command::Generate { pipeline, force } => {
             let pipeline = Pipeline::load(&pipeline)?;
+            let out = &pipeline.simulate.out_dir;
+            if hits_core::stage::skip_if_up_to_date(&pipeline, simulator::STAGE, out, &[], force) {
+                return Ok(());
+            }
             let summary = simulator::generate(&pipeline).context("simulation failed")?;
             for file in &summary.files {
                 tracing::info!(file = %file.display(), "wrote");
