@@ -391,7 +391,7 @@ impl Pipeline {
             message,
         };
         let pipeline: Pipeline =
-            toml::from_str(text).map_err(|e| config_error(one_line_toml_error(&e)))?;
+            toml::from_str(text).map_err(|e| config_error(one_line_toml_error(&e, text)))?;
         pipeline.validate().map_err(config_error)?;
         Ok(pipeline)
     }
@@ -494,12 +494,20 @@ impl Pipeline {
 }
 
 /// toml's messages span several lines with a source excerpt; keep them to one line.
-fn one_line_toml_error(error: &toml::de::Error) -> String {
+/// toml's multi-line report as one line that quotes the offending line, so the key is named
+/// even when toml's message only names the expected type.
+fn one_line_toml_error(error: &toml::de::Error, text: &str) -> String {
     let message = error.message().trim().replace('\n', " ");
-    match error.span() {
-        Some(span) => format!("at byte {}: {message}", span.start),
-        None => message,
-    }
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let quoted = text[line_start..line_end].trim();
+    format!("line {line}, column {column} (`{quoted}`): {message}")
 }
 
 #[cfg(test)]
@@ -508,6 +516,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("test.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn type_errors_quote_the_line_with_the_key() {
+        let err = parse("name = \"x\"\nseed = \"forty-two\"\n").unwrap_err();
+        assert!(
+            err.contains("test.toml")
+                && err.contains("line 2")
+                && err.contains("`seed = \"forty-two\"`"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]

@@ -44,6 +44,36 @@ pub struct Manifest {
     /// Wall seconds from the start of the stage's process to writing this manifest.
     #[serde(default)]
     pub seconds: f64,
+    /// The program that ran the stage: a rebuilt binary (changed code) is never skipped.
+    #[serde(default)]
+    pub program: Option<Program>,
+}
+
+/// A program's path, size and modification time: cheap to read, and changed by every rebuild
+/// (hashing a 300 MB binary on every run would cost more than some stages).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub modified_unix_nanos: u128,
+}
+
+impl Program {
+    /// The running executable, if the platform can tell.
+    pub fn current() -> Option<Self> {
+        let path = std::env::current_exe().ok()?;
+        let metadata = std::fs::metadata(&path).ok()?;
+        let modified = metadata
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(Program {
+            path,
+            bytes: metadata.len(),
+            modified_unix_nanos: modified.as_nanos(),
+        })
+    }
 }
 
 impl Manifest {
@@ -58,6 +88,7 @@ impl Manifest {
             inputs: Vec::new(),
             outputs: Vec::new(),
             seconds: 0.0,
+            program: Program::current(),
         }
     }
 
@@ -122,6 +153,8 @@ impl Manifest {
     /// True when a stage that ran with the same configuration on these inputs can be skipped.
     pub fn is_up_to_date(&self, pipeline: &crate::Pipeline, inputs: &[PathBuf]) -> bool {
         self.config_hash == pipeline.stage_config_hash(&self.stage)
+            && self.program.is_some()
+            && self.program == Program::current()
             && self.inputs.len() == inputs.len()
             && inputs.iter().all(|p| {
                 self.inputs.iter().any(|d| {
