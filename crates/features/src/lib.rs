@@ -12,6 +12,8 @@ mod error;
 pub mod inspect;
 mod normalise;
 mod stamp_set;
+#[cfg(feature = "toy")]
+pub mod toy;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

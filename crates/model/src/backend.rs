@@ -36,7 +36,10 @@ pub fn dispatch<T: BackendTask>(task: T) -> T::Output {
             Err(why) => tracing::warn!("built with CUDA but {why}: falling back to the CPU"),
         }
     }
-    tracing::info!("backend: CPU (flex, {} threads)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    tracing::info!(
+        "backend: CPU (flex, {} threads)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     task.run::<CpuAutodiff>(Default::default(), "cpu")
 }
 
@@ -88,7 +91,10 @@ mod cuda {
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown error".into());
-                Err(format!("the CUDA device could not be used ({})", why.lines().next().unwrap_or("")))
+                Err(format!(
+                    "the CUDA device could not be used ({})",
+                    why.lines().next().unwrap_or("")
+                ))
             }
         }
     }

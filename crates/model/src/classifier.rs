@@ -2,8 +2,8 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use hits_core::config::{ModelConfig, ModelKind};
 use hits_core::TENSOR_LEN;
+use hits_core::config::{ModelConfig, ModelKind};
 
 use crate::{CHANNELS, RotInvCnn, RotInvCnnConfig, SIDE, SeedCnn, SeedCnnConfig};
 
@@ -20,9 +20,11 @@ impl<B: Backend> Classifier<B> {
     pub fn init(config: &ModelConfig, device: &B::Device) -> Self {
         match config.kind {
             ModelKind::SeedCnn => Classifier::Seed(SeedCnnConfig::new().init(device)),
-            ModelKind::RotInvCnn => {
-                Classifier::RotInv(RotInvCnnConfig::new().with_dropout(config.dropout).init(device))
-            }
+            ModelKind::RotInvCnn => Classifier::RotInv(
+                RotInvCnnConfig::new()
+                    .with_dropout(config.dropout)
+                    .init(device),
+            ),
         }
     }
 
@@ -53,7 +55,12 @@ impl<B: Backend> Classifier<B> {
         let mut out = Vec::with_capacity(stamps.len() / TENSOR_LEN);
         for chunk in stamps.chunks(batch.max(1) * TENSOR_LEN) {
             let p = self.p_real(stamps_tensor(chunk, device));
-            out.extend(p.into_data().convert::<f32>().into_vec::<f32>().expect("f32 probabilities"));
+            out.extend(
+                p.into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("f32 probabilities"),
+            );
         }
         out
     }
@@ -61,7 +68,15 @@ impl<B: Backend> Classifier<B> {
 
 /// A flat row-major buffer of whole stamps -> an `(N, 4, 21, 21)` tensor.
 pub fn stamps_tensor<B: Backend>(stamps: &[f32], device: &B::Device) -> Tensor<B, 4> {
-    assert_eq!(stamps.len() % TENSOR_LEN, 0, "stamp buffer of {} values is not whole stamps", stamps.len());
+    assert_eq!(
+        stamps.len() % TENSOR_LEN,
+        0,
+        "stamp buffer of {} values is not whole stamps",
+        stamps.len()
+    );
     let n = stamps.len() / TENSOR_LEN;
-    Tensor::from_data(TensorData::new(stamps.to_vec(), [n, CHANNELS, SIDE, SIDE]), device)
+    Tensor::from_data(
+        TensorData::new(stamps.to_vec(), [n, CHANNELS, SIDE, SIDE]),
+        device,
+    )
 }

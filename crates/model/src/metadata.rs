@@ -45,7 +45,12 @@ pub struct ModelMetadata {
 }
 
 impl ModelMetadata {
-    pub fn new<B: Backend>(model: &Classifier<B>, config: &ModelConfig, input: InputSpec, features_hash: &str) -> Self {
+    pub fn new<B: Backend>(
+        model: &Classifier<B>,
+        config: &ModelConfig,
+        input: InputSpec,
+        features_hash: &str,
+    ) -> Self {
         ModelMetadata {
             kind: model.kind(),
             config: config.clone(),
@@ -60,7 +65,10 @@ impl ModelMetadata {
     pub fn read(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join(METADATA_FILE);
         if !path.exists() {
-            return Err(ModelError::Mismatch { path, message: "missing: train a model first".into() });
+            return Err(ModelError::Mismatch {
+                path,
+                message: "missing: train a model first".into(),
+            });
         }
         Ok(read_json(&path)?)
     }
@@ -76,13 +84,23 @@ impl ModelMetadata {
     pub fn check_input(&self, dir: &Path, input: &InputSpec) -> Result<(), ModelError> {
         let mismatch = |what: &str, model: String, features: String| ModelError::Mismatch {
             path: dir.join(METADATA_FILE),
-            message: format!("{what} differs: the model was trained on {model} but the features have {features}"),
+            message: format!(
+                "{what} differs: the model was trained on {model} but the features have {features}"
+            ),
         };
         if self.input.shape != input.shape {
-            return Err(mismatch("stamp shape", format!("{:?}", self.input.shape), format!("{:?}", input.shape)));
+            return Err(mismatch(
+                "stamp shape",
+                format!("{:?}", self.input.shape),
+                format!("{:?}", input.shape),
+            ));
         }
         if self.input.channels != input.channels {
-            return Err(mismatch("channel order", self.input.channels.clone(), input.channels.clone()));
+            return Err(mismatch(
+                "channel order",
+                self.input.channels.clone(),
+                input.channels.clone(),
+            ));
         }
         if self.input.normalisation != input.normalisation {
             return Err(mismatch(
@@ -96,11 +114,18 @@ impl ModelMetadata {
 }
 
 /// Write `<dir>/model.mpk` then `<dir>/model.json`, each atomically.
-pub fn save<B: Backend>(model: &Classifier<B>, metadata: &ModelMetadata, dir: &Path) -> Result<(), ModelError> {
+pub fn save<B: Backend>(
+    model: &Classifier<B>,
+    metadata: &ModelMetadata,
+    dir: &Path,
+) -> Result<(), ModelError> {
     let path = dir.join(RECORD_FILE);
     let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
         .record(model.clone().into_record(), ())
-        .map_err(|e| ModelError::Record { path: path.clone(), message: e.to_string() })?;
+        .map_err(|e| ModelError::Record {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
     write_bytes_atomic(&path, &bytes)?;
     metadata.write(dir)?;
     Ok(())
@@ -119,13 +144,23 @@ pub fn load<B: Backend>(
 }
 
 /// Load the record in `dir` into a model of the kind `metadata` names (no input check).
-pub fn load_record<B: Backend>(dir: &Path, metadata: &ModelMetadata, device: &B::Device) -> Result<Classifier<B>, ModelError> {
+pub fn load_record<B: Backend>(
+    dir: &Path,
+    metadata: &ModelMetadata,
+    device: &B::Device,
+) -> Result<Classifier<B>, ModelError> {
     let path = dir.join(RECORD_FILE);
-    let record_error = |message: String| ModelError::Record { path: path.clone(), message };
+    let record_error = |message: String| ModelError::Record {
+        path: path.clone(),
+        message,
+    };
     if metadata.config.kind != metadata.kind {
         return Err(ModelError::Mismatch {
             path: dir.join(METADATA_FILE),
-            message: format!("kind {:?} disagrees with config.kind {:?}", metadata.kind, metadata.config.kind),
+            message: format!(
+                "kind {:?} disagrees with config.kind {:?}",
+                metadata.kind, metadata.config.kind
+            ),
         });
     }
     let bytes = std::fs::read(&path).map_err(|e| hits_core::CoreError::io(&path, e))?;
@@ -135,12 +170,18 @@ pub fn load_record<B: Backend>(dir: &Path, metadata: &ModelMetadata, device: &B:
     }))
     .map_err(|_| record_error("corrupt or not a model record".into()))?
     .map_err(|e| record_error(e.to_string()))?;
-    let model = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
-        .map_err(|_| record_error(format!("does not fit a {:?} model", metadata.kind)))?;
+    let model =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
+            .map_err(|_| record_error(format!("does not fit a {:?} model", metadata.kind)))?;
     if model.num_params() != metadata.parameters {
         return Err(ModelError::Mismatch {
             path: dir.join(METADATA_FILE),
-            message: format!("records {} parameters but {} holds {}", metadata.parameters, RECORD_FILE, model.num_params()),
+            message: format!(
+                "records {} parameters but {} holds {}",
+                metadata.parameters,
+                RECORD_FILE,
+                model.num_params()
+            ),
         });
     }
     Ok(model)

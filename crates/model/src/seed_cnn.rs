@@ -57,7 +57,9 @@ impl SeedCnnConfig {
             inputs = outputs;
         }
         let linear = |d_in, d_out| {
-            let mut layer = LinearConfig::new(d_in, d_out).with_initializer(glorot()).init(device);
+            let mut layer = LinearConfig::new(d_in, d_out)
+                .with_initializer(glorot())
+                .init(device);
             layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
             layer
         };
@@ -65,7 +67,11 @@ impl SeedCnnConfig {
         SeedCnn {
             convs,
             pool: MaxPool2dConfig::new([2, 2]).init(),
-            dense: vec![linear(flat, DENSE), linear(DENSE, DENSE), linear(DENSE, DENSE)],
+            dense: vec![
+                linear(flat, DENSE),
+                linear(DENSE, DENSE),
+                linear(DENSE, DENSE),
+            ],
             output: linear(DENSE, CLASSES),
         }
     }

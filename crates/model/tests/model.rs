@@ -22,7 +22,9 @@ fn config(kind: ModelKind) -> ModelConfig {
 fn stamps(n: usize, salt: u32) -> Vec<f32> {
     (0..n * hits_core::TENSOR_LEN)
         .map(|i| {
-            let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(salt.wrapping_mul(40_503));
+            let x = (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(salt.wrapping_mul(40_503));
             (x >> 8) as f32 / (1u32 << 24) as f32
         })
         .collect()
@@ -57,7 +59,10 @@ fn keras_same_padding_of_a_2x2_kernel_pads_bottom_and_right() {
     let mut conv = Conv2dConfig::new([1, 1], [2, 2]).init::<B>(&d);
     conv.weight = Param::from_tensor(Tensor::from_data([[[[1.0f32, 2.0], [3.0, 4.0]]]], &d));
     conv.bias = Some(Param::from_tensor(Tensor::zeros([1], &d)));
-    let x = Tensor::<B, 4>::from_data([[[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]]], &d);
+    let x = Tensor::<B, 4>::from_data(
+        [[[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]]],
+        &d,
+    );
     // By hand: y[i][j] = 1 x[i][j] + 2 x[i][j+1] + 3 x[i+1][j] + 4 x[i+1][j+1], zeros past the end.
     let expected = [37.0, 47.0, 21.0, 67.0, 77.0, 33.0, 23.0, 26.0, 9.0];
     let y = conv.forward(keras_same_pad_2x2(x));
@@ -89,7 +94,11 @@ fn rot_inv_cnn_is_invariant_to_quarter_turns() {
 }
 
 fn spec(normalisation: serde_json::Value) -> InputSpec {
-    InputSpec { shape: [4, 21, 21], channels: hits_core::Channel::order_string(), normalisation }
+    InputSpec {
+        shape: [4, 21, 21],
+        channels: hits_core::Channel::order_string(),
+        normalisation,
+    }
 }
 
 #[test]
@@ -105,17 +114,29 @@ fn save_load_gives_identical_predictions_and_mismatch_is_refused() {
         assert_eq!(loaded_meta, meta);
         let x = stamps(6, 4);
         let (p, q) = (m.predict(&x, 4, &d), loaded.predict(&x, 4, &d));
-        assert_eq!(p.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), q.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            p.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            q.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         // A fresh model predicts differently, so equality above means something.
         let fresh = Classifier::<B>::init(&config(kind), &d).predict(&x, 4, &d);
         assert_ne!(p, fresh);
 
-        let other = spec(serde_json::json!({"kind": "zscore", "mean": [0.0, 0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0, 1.0]}));
-        let err = metadata::load::<B>(dir.path(), &other, &d).unwrap_err().to_string();
-        assert!(err.contains("model.json") && err.contains("normalisation") && !err.contains('\n'), "{err}");
+        let other = spec(
+            serde_json::json!({"kind": "zscore", "mean": [0.0, 0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0, 1.0]}),
+        );
+        let err = metadata::load::<B>(dir.path(), &other, &d)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.json") && err.contains("normalisation") && !err.contains('\n'),
+            "{err}"
+        );
         let mut channels = input.clone();
         channels.channels = "science,template,difference,snr_difference".into();
-        let err = metadata::load::<B>(dir.path(), &channels, &d).unwrap_err().to_string();
+        let err = metadata::load::<B>(dir.path(), &channels, &d)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("channel order"), "{err}");
     }
 }
@@ -131,6 +152,11 @@ fn record_of_the_other_kind_is_refused() {
     meta.kind = ModelKind::RotInvCnn;
     meta.config.kind = ModelKind::RotInvCnn;
     meta.write(dir.path()).unwrap();
-    let err = metadata::load::<B>(dir.path(), &input, &d).unwrap_err().to_string();
-    assert!(err.contains("model.mpk") || err.contains("model.json"), "{err}");
+    let err = metadata::load::<B>(dir.path(), &input, &d)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.mpk") || err.contains("model.json"),
+        "{err}"
+    );
 }

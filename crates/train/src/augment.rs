@@ -26,7 +26,10 @@ pub fn transform(stamp: &[f32], t: u8, out: &mut [f32]) {
         out.copy_from_slice(stamp);
         return;
     }
-    for (src, dst) in stamp.chunks_exact(STAMP_PIXELS).zip(out.chunks_exact_mut(STAMP_PIXELS)) {
+    for (src, dst) in stamp
+        .chunks_exact(STAMP_PIXELS)
+        .zip(out.chunks_exact_mut(STAMP_PIXELS))
+    {
         for r in 0..STAMP_SIDE {
             for c in 0..STAMP_SIDE {
                 let (sr, sc) = source(t, r, c);

@@ -25,8 +25,8 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{D4, transform};
 use crate::TrainError;
+use crate::augment::{D4, transform};
 
 /// Labelled stamps held in memory.
 #[derive(Debug, Clone, Default)]
@@ -129,10 +129,14 @@ pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 /// The learning rate of 0-based `epoch`.
 pub fn learning_rate(optimiser: &OptimiserConfig, epoch: usize) -> f64 {
     match *optimiser {
-        OptimiserConfig::Rmsprop { learning_rate, .. } | OptimiserConfig::Adam { learning_rate, .. } => learning_rate,
-        OptimiserConfig::Sgd { learning_rate, step_epochs, gamma, .. } => {
-            learning_rate * gamma.powi((epoch / step_epochs.max(1)) as i32)
-        }
+        OptimiserConfig::Rmsprop { learning_rate, .. }
+        | OptimiserConfig::Adam { learning_rate, .. } => learning_rate,
+        OptimiserConfig::Sgd {
+            learning_rate,
+            step_epochs,
+            gamma,
+            ..
+        } => learning_rate * gamma.powi((epoch / step_epochs.max(1)) as i32),
     }
 }
 
@@ -146,23 +150,67 @@ pub fn fit<B: AutodiffBackend>(
     checkpoint_dir: &Path,
     resume: bool,
 ) -> Result<Fitted<B::InnerBackend>, TrainError> {
-    let _guard = FIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = FIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     B::seed(device, opts.seed);
     let model = Classifier::<B>::init(&opts.model, device);
     match opts.train.optimiser {
         OptimiserConfig::Rmsprop { rho, epsilon, .. } => {
             // Keras' RMSprop has no momentum (burn's default is 0.9).
-            let optim = RmsPropConfig::new().with_alpha(rho as f32).with_epsilon(epsilon as f32).with_momentum(0.0);
-            fit_with(device, opts, train, val, checkpoint_dir, resume, model, optim.init())
+            let optim = RmsPropConfig::new()
+                .with_alpha(rho as f32)
+                .with_epsilon(epsilon as f32)
+                .with_momentum(0.0);
+            fit_with(
+                device,
+                opts,
+                train,
+                val,
+                checkpoint_dir,
+                resume,
+                model,
+                optim.init(),
+            )
         }
-        OptimiserConfig::Adam { beta1, beta2, epsilon, .. } => {
-            let optim = AdamConfig::new().with_beta_1(beta1 as f32).with_beta_2(beta2 as f32).with_epsilon(epsilon as f32);
-            fit_with(device, opts, train, val, checkpoint_dir, resume, model, optim.init())
+        OptimiserConfig::Adam {
+            beta1,
+            beta2,
+            epsilon,
+            ..
+        } => {
+            let optim = AdamConfig::new()
+                .with_beta_1(beta1 as f32)
+                .with_beta_2(beta2 as f32)
+                .with_epsilon(epsilon as f32);
+            fit_with(
+                device,
+                opts,
+                train,
+                val,
+                checkpoint_dir,
+                resume,
+                model,
+                optim.init(),
+            )
         }
         OptimiserConfig::Sgd { momentum, .. } => {
-            let momentum = (momentum > 0.0).then_some(MomentumConfig { momentum, dampening: 0.0, nesterov: false });
+            let momentum = (momentum > 0.0).then_some(MomentumConfig {
+                momentum,
+                dampening: 0.0,
+                nesterov: false,
+            });
             let optim = SgdConfig::new().with_momentum(momentum);
-            fit_with(device, opts, train, val, checkpoint_dir, resume, model, optim.init())
+            fit_with(
+                device,
+                opts,
+                train,
+                val,
+                checkpoint_dir,
+                resume,
+                model,
+                optim.init(),
+            )
         }
     }
 }
@@ -170,7 +218,10 @@ pub fn fit<B: AutodiffBackend>(
 fn save_record<B: Backend, R: Record<B>>(record: R, path: &Path) -> Result<(), TrainError> {
     let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
         .record(record, ())
-        .map_err(|e| TrainError::Checkpoint { path: path.into(), message: e.to_string() })?;
+        .map_err(|e| TrainError::Checkpoint {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
     hits_core::io::write_bytes_atomic(path, &bytes)?;
     Ok(())
 }
@@ -182,8 +233,14 @@ fn load_record<B: Backend, R: Record<B>>(path: &Path, device: &B::Device) -> Res
     }));
     match load {
         Ok(Ok(record)) => Ok(record),
-        Ok(Err(e)) => Err(TrainError::Checkpoint { path: path.into(), message: e.to_string() }),
-        Err(_) => Err(TrainError::Checkpoint { path: path.into(), message: "corrupt checkpoint record".into() }),
+        Ok(Err(e)) => Err(TrainError::Checkpoint {
+            path: path.into(),
+            message: e.to_string(),
+        }),
+        Err(_) => Err(TrainError::Checkpoint {
+            path: path.into(),
+            message: "corrupt checkpoint record".into(),
+        }),
     }
 }
 
@@ -199,7 +256,11 @@ fn class_weights(labels: &[u8], balanced: bool) -> [f32; 2] {
 
 /// Mean weighted cross-entropy of `(N, 2)` logits against one-hot targets, and the number of
 /// correct argmax predictions.
-fn loss_and_correct<B: Backend>(logits: Tensor<B, 2>, labels: &[u8], weights: [f32; 2]) -> (Tensor<B, 1>, usize) {
+fn loss_and_correct<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: &[u8],
+    weights: [f32; 2],
+) -> (Tensor<B, 1>, usize) {
     let device = logits.device();
     let n = labels.len();
     let mut target = Vec::with_capacity(2 * n);
@@ -208,9 +269,21 @@ fn loss_and_correct<B: Backend>(logits: Tensor<B, 2>, labels: &[u8], weights: [f
         target.extend_from_slice(&if l == 1 { [0.0, w] } else { [w, 0.0] });
     }
     let target = Tensor::<B, 2>::from_data(TensorData::new(target, [n, 2]), &device);
-    let values: Vec<f32> = logits.to_data().convert::<f32>().into_vec().expect("f32 logits");
-    let correct = labels.iter().enumerate().filter(|&(i, &l)| u8::from(values[2 * i + 1] > values[2 * i]) == l).count();
-    let loss = log_softmax(logits, 1).mul(target).sum().neg().div_scalar(n as f32);
+    let values: Vec<f32> = logits
+        .to_data()
+        .convert::<f32>()
+        .into_vec()
+        .expect("f32 logits");
+    let correct = labels
+        .iter()
+        .enumerate()
+        .filter(|&(i, &l)| u8::from(values[2 * i + 1] > values[2 * i]) == l)
+        .count();
+    let loss = log_softmax(logits, 1)
+        .mul(target)
+        .sum()
+        .neg()
+        .div_scalar(n as f32);
     (loss, correct)
 }
 
@@ -223,18 +296,34 @@ pub struct Scores {
 }
 
 /// [`Scores`] of `model` (inference mode) on `data`.
-pub fn evaluate<B: Backend>(model: &Classifier<B>, data: &Examples, batch: usize, device: &B::Device) -> Scores {
+pub fn evaluate<B: Backend>(
+    model: &Classifier<B>,
+    data: &Examples,
+    batch: usize,
+    device: &B::Device,
+) -> Scores {
     if data.is_empty() {
-        return Scores { loss: f64::NAN, accuracy: f64::NAN, f1: f64::NAN };
+        return Scores {
+            loss: f64::NAN,
+            accuracy: f64::NAN,
+            f1: f64::NAN,
+        };
     }
     let (mut loss, mut correct) = (0.0, 0);
     let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
     let batch = batch.max(1);
     for (k, labels) in data.labels.chunks(batch).enumerate() {
         let start = k * batch * TENSOR_LEN;
-        let x = stamps_tensor::<B>(&data.stamps[start..start + labels.len() * TENSOR_LEN], device);
+        let x = stamps_tensor::<B>(
+            &data.stamps[start..start + labels.len() * TENSOR_LEN],
+            device,
+        );
         let logits = model.forward(x);
-        let values: Vec<f32> = logits.to_data().convert::<f32>().into_vec().expect("f32 logits");
+        let values: Vec<f32> = logits
+            .to_data()
+            .convert::<f32>()
+            .into_vec()
+            .expect("f32 logits");
         for (i, &l) in labels.iter().enumerate() {
             match (values[2 * i + 1] > values[2 * i], l == 1) {
                 (true, true) => tp += 1,
@@ -247,8 +336,16 @@ pub fn evaluate<B: Backend>(model: &Classifier<B>, data: &Examples, batch: usize
         loss += l.into_scalar().elem::<f64>() * labels.len() as f64;
         correct += c;
     }
-    let f1 = if tp == 0 { 0.0 } else { 2.0 * tp as f64 / (2 * tp + fp + fn_) as f64 };
-    Scores { loss: loss / data.len() as f64, accuracy: correct as f64 / data.len() as f64, f1 }
+    let f1 = if tp == 0 {
+        0.0
+    } else {
+        2.0 * tp as f64 / (2 * tp + fp + fn_) as f64
+    };
+    Scores {
+        loss: loss / data.len() as f64,
+        accuracy: correct as f64 / data.len() as f64,
+        f1,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -277,25 +374,43 @@ where
         stopped_early: false,
         rng: RNG_SCHEME.into(),
     };
-    if resume {
-        if !state_path.exists() {
-            return Err(TrainError::Checkpoint {
-                path: state_path,
-                message: "no checkpoint to resume: run without --resume".into(),
-            });
+    // A run killed before its first checkpoint has nothing to resume: an unattended
+    // `--resume` then simply starts at the beginning.
+    let resume = resume && {
+        let found = state_path.exists();
+        if !found {
+            tracing::warn!(
+                "no checkpoint in {}: starting from the first epoch",
+                dir.display()
+            );
         }
+        found
+    };
+    if resume {
         state = hits_core::io::read_json(&state_path)?;
         if state.fingerprint != opts.fingerprint {
             return Err(TrainError::Checkpoint {
                 path: state_path,
-                message: "written with another configuration or other features: run without --resume".into(),
+                message:
+                    "written with another configuration or other features: run without --resume"
+                        .into(),
             });
         }
         if state.epochs_done > 0 {
-            model = model.load_record(load_record(&dir.join(model_file(state.epochs_done)), device)?);
-            optim = optim.load_record(load_record(&dir.join(optimiser_file(state.epochs_done)), device)?);
+            model = model.load_record(load_record(
+                &dir.join(model_file(state.epochs_done)),
+                device,
+            )?);
+            optim = optim.load_record(load_record(
+                &dir.join(optimiser_file(state.epochs_done)),
+                device,
+            )?);
         }
-        tracing::info!("resuming after epoch {} of {}", state.epochs_done, cfg.epochs);
+        tracing::info!(
+            "resuming after epoch {} of {}",
+            state.epochs_done,
+            cfg.epochs
+        );
     } else if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| hits_core::CoreError::io(dir, e))?;
     }
@@ -319,19 +434,33 @@ where
         order.shuffle(&mut rng);
         B::seed(device, rng.next_u64());
         let lr = learning_rate(&cfg.optimiser, epoch);
-        let bar = if opts.progress { ProgressBar::new(batches as u64) } else { ProgressBar::hidden() };
+        let bar = if opts.progress {
+            ProgressBar::new(batches as u64)
+        } else {
+            ProgressBar::hidden()
+        };
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {elapsed} eta {eta} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} {elapsed} eta {eta} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for rows in order.chunks(batch) {
             labels.clear();
             for (j, &i) in rows.iter().enumerate() {
-                let t = if cfg.augment { rng.random_range(0..D4) } else { 0 };
-                transform(train.stamp(i), t, &mut buffer[j * TENSOR_LEN..(j + 1) * TENSOR_LEN]);
+                let t = if cfg.augment {
+                    rng.random_range(0..D4)
+                } else {
+                    0
+                };
+                transform(
+                    train.stamp(i),
+                    t,
+                    &mut buffer[j * TENSOR_LEN..(j + 1) * TENSOR_LEN],
+                );
                 labels.push(train.labels[i]);
             }
             let x = stamps_tensor::<B>(&buffer[..rows.len() * TENSOR_LEN], device);
@@ -342,7 +471,11 @@ where
             correct += c;
             seen += rows.len();
             bar.inc(1);
-            bar.set_message(format!("loss {:.4} acc {:.4}", loss_sum / seen as f64, correct as f64 / seen as f64));
+            bar.set_message(format!(
+                "loss {:.4} acc {:.4}",
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64
+            ));
         }
         bar.finish_and_clear();
         let valid = model.valid();
@@ -359,7 +492,15 @@ where
         };
         tracing::info!(
             "epoch {}/{}: loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} F1 {:.4} | lr {:.2e} | {:.1}s",
-            row.epoch, cfg.epochs, row.train_loss, row.train_accuracy, row.val_loss, row.val_accuracy, scores.f1, lr, row.seconds
+            row.epoch,
+            cfg.epochs,
+            row.train_loss,
+            row.train_accuracy,
+            row.val_loss,
+            row.val_accuracy,
+            scores.f1,
+            lr,
+            row.seconds
         );
         epoch += 1;
         // Checkpoint: tensors first under epoch-numbered names, then the state naming them.
@@ -385,17 +526,32 @@ where
     let valid_device = device;
     let (model, kept_epoch) = if cfg.early_stopping_patience.is_some() && state.best_epoch > 0 {
         let record = load_record(&dir.join(best_file(state.best_epoch)), valid_device)?;
-        (Classifier::<B::InnerBackend>::init(&opts.model, valid_device).load_record(record), state.best_epoch)
+        (
+            Classifier::<B::InnerBackend>::init(&opts.model, valid_device).load_record(record),
+            state.best_epoch,
+        )
     } else {
         (model.valid(), state.epochs_done)
     };
-    Ok(Fitted { model, history: state.history, kept_epoch, stopped_early: state.stopped_early, complete })
+    Ok(Fitted {
+        model,
+        history: state.history,
+        kept_epoch,
+        stopped_early: state.stopped_early,
+        complete,
+    })
 }
 
 /// Delete checkpoint files that `state` no longer names.
 fn remove_stale(dir: &Path, state: &CheckpointState) {
-    let keep = [model_file(state.epochs_done), optimiser_file(state.epochs_done), best_file(state.best_epoch)];
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let keep = [
+        model_file(state.epochs_done),
+        optimiser_file(state.epochs_done),
+        best_file(state.best_epoch),
+    ];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".mpk") && !keep.contains(&name) {

@@ -42,7 +42,9 @@ pub struct TrainReport {
 
 /// The features file of the training split: what decides whether training is up to date.
 pub fn features_path(pipeline: &Pipeline) -> PathBuf {
-    pipeline.stage_dir(features::STAGE).join(format!("{}.arrow", pipeline.train.split))
+    pipeline
+        .stage_dir(features::STAGE)
+        .join(format!("{}.arrow", pipeline.train.split))
 }
 
 /// Train as `pipeline` says on its training split's features.
@@ -58,7 +60,8 @@ pub fn input_spec(set: &StampSet) -> InputSpec {
     InputSpec {
         shape: set.meta.shape,
         channels: set.meta.channels.clone(),
-        normalisation: serde_json::to_value(&set.meta.normalisation).expect("normalisation serialises"),
+        normalisation: serde_json::to_value(&set.meta.normalisation)
+            .expect("normalisation serialises"),
     }
 }
 
@@ -68,7 +71,10 @@ fn examples(set: &StampSet, rows: &[usize], labels: &[u8]) -> Examples {
     for &i in rows {
         stamps.extend_from_slice(set.stamp(i));
     }
-    Examples { stamps, labels: rows.iter().map(|&i| labels[i]).collect() }
+    Examples {
+        stamps,
+        labels: rows.iter().map(|&i| labels[i]).collect(),
+    }
 }
 
 /// [`run`] on features already read; `features_path` is recorded in the manifest.
@@ -81,20 +87,31 @@ pub fn run_on_set(
     progress: bool,
     interrupt_after: Option<usize>,
 ) -> Result<TrainReport, TrainError> {
-    let data_error = |message: String| TrainError::Data { path: features_path.to_path_buf(), message };
+    let data_error = |message: String| TrainError::Data {
+        path: features_path.to_path_buf(),
+        message,
+    };
     let labels: Vec<u8> = set
         .labels
         .iter()
         .enumerate()
         .map(|(i, l)| match l {
             Some(l @ (0 | 1)) => Ok(*l),
-            Some(l) => Err(data_error(format!("candidate {} has label {l}, expected 0 or 1", set.ids[i]))),
-            None => Err(data_error(format!("candidate {} has no label: train needs a labelled split", set.ids[i]))),
+            Some(l) => Err(data_error(format!(
+                "candidate {} has label {l}, expected 0 or 1",
+                set.ids[i]
+            ))),
+            None => Err(data_error(format!(
+                "candidate {} has no label: train needs a labelled split",
+                set.ids[i]
+            ))),
         })
         .collect::<Result<_, _>>()?;
     for class in [0, 1] {
         if labels.iter().filter(|&&l| l == class).count() < 2 {
-            return Err(data_error(format!("fewer than 2 candidates of class {class}: cannot train and validate")));
+            return Err(data_error(format!(
+                "fewer than 2 candidates of class {class}: cannot train and validate"
+            )));
         }
     }
     let cfg = &pipeline.train;
@@ -127,7 +144,17 @@ pub fn run_on_set(
         fingerprint: format!("{}:{}", pipeline.config_hash(), set.file_hash),
         interrupt_after,
     };
-    let task = Task { opts, train, val, out_dir: out_dir.clone(), resume, set, features_path, pipeline, split };
+    let task = Task {
+        opts,
+        train,
+        val,
+        out_dir: out_dir.clone(),
+        resume,
+        set,
+        features_path,
+        pipeline,
+        split,
+    };
     model::backend::dispatch(task)
 }
 
@@ -148,7 +175,14 @@ impl model::backend::BackendTask for Task<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: &'static str) -> Self::Output {
         let checkpoint = self.out_dir.join(CHECKPOINT_DIR);
-        let fitted = fit::<B>(&device, &self.opts, &self.train, &self.val, &checkpoint, self.resume)?;
+        let fitted = fit::<B>(
+            &device,
+            &self.opts,
+            &self.train,
+            &self.val,
+            &checkpoint,
+            self.resume,
+        )?;
         let report = TrainReport {
             history: fitted.history.clone(),
             kept_epoch: fitted.kept_epoch,
@@ -165,9 +199,17 @@ impl model::backend::BackendTask for Task<'_> {
     }
 }
 
-fn write_outputs<B: burn::prelude::Backend>(task: &Task<'_>, fitted: &Fitted<B>) -> Result<(), TrainError> {
+fn write_outputs<B: burn::prelude::Backend>(
+    task: &Task<'_>,
+    fitted: &Fitted<B>,
+) -> Result<(), TrainError> {
     let dir = &task.out_dir;
-    let meta = ModelMetadata::new(&fitted.model, &task.opts.model, input_spec(task.set), &task.set.file_hash);
+    let meta = ModelMetadata::new(
+        &fitted.model,
+        &task.opts.model,
+        input_spec(task.set),
+        &task.set.file_hash,
+    );
     metadata::save(&fitted.model, &meta, dir)?;
     let history = dir.join(HISTORY_FILE);
     hits_core::io::write_bytes_atomic(&history, history_csv(&fitted.history).as_bytes())?;
@@ -176,9 +218,15 @@ fn write_outputs<B: burn::prelude::Backend>(task: &Task<'_>, fitted: &Fitted<B>)
     let used = task.pipeline.write_used(dir)?;
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), task.pipeline);
     manifest.add_input(task.features_path)?;
-    for path in [dir.join(metadata::RECORD_FILE), dir.join(metadata::METADATA_FILE), history, split, used]
-        .into_iter()
-        .chain(curves)
+    for path in [
+        dir.join(metadata::RECORD_FILE),
+        dir.join(metadata::METADATA_FILE),
+        history,
+        split,
+        used,
+    ]
+    .into_iter()
+    .chain(curves)
     {
         manifest.add_output(&path)?;
     }
@@ -193,12 +241,20 @@ fn write_outputs<B: burn::prelude::Backend>(task: &Task<'_>, fitted: &Fitted<B>)
 }
 
 pub fn history_csv(history: &[EpochRow]) -> String {
-    let mut csv = String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds\n");
+    let mut csv = String::from(
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds\n",
+    );
     for r in history {
         let _ = writeln!(
             csv,
             "{},{},{},{},{},{},{:.3}",
-            r.epoch, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.learning_rate, r.seconds
+            r.epoch,
+            r.train_loss,
+            r.train_accuracy,
+            r.val_loss,
+            r.val_accuracy,
+            r.learning_rate,
+            r.seconds
         );
     }
     csv
@@ -206,14 +262,37 @@ pub fn history_csv(history: &[EpochRow]) -> String {
 
 /// `loss.png` and `accuracy.png`: training and validation curves per epoch.
 fn write_curves(dir: &Path, history: &[EpochRow]) -> Result<Vec<PathBuf>, TrainError> {
-    let series = |f: fn(&EpochRow) -> f64| history.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
+    let series = |f: fn(&EpochRow) -> f64| {
+        history
+            .iter()
+            .map(|r| (r.epoch as f64, f(r)))
+            .collect::<Vec<_>>()
+    };
     let mut paths = Vec::new();
     for (name, title, train, val) in [
-        ("loss.png", "cross-entropy loss", series(|r| r.train_loss), series(|r| r.val_loss)),
-        ("accuracy.png", "accuracy", series(|r| r.train_accuracy), series(|r| r.val_accuracy)),
+        (
+            "loss.png",
+            "cross-entropy loss",
+            series(|r| r.train_loss),
+            series(|r| r.val_loss),
+        ),
+        (
+            "accuracy.png",
+            "accuracy",
+            series(|r| r.train_accuracy),
+            series(|r| r.val_accuracy),
+        ),
     ] {
         let path = dir.join(name);
-        plots::line_chart(&path, title, "epoch", title, &[("train", &train), ("validation", &val)], false, false)?;
+        plots::line_chart(
+            &path,
+            title,
+            "epoch",
+            title,
+            &[("train", &train), ("validation", &val)],
+            false,
+            false,
+        )?;
         paths.push(path);
     }
     Ok(paths)

@@ -19,8 +19,11 @@ struct Args {
     force: bool,
 }
 
-fn main() -> anyhow::Result<()> {
-    hits_core::init_tracing();
+fn main() -> std::process::ExitCode {
+    hits_core::run_main(run)
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let pipeline = hits_core::Pipeline::load(&args.pipeline)?;
     let inputs = [train::features_path(&pipeline)];
@@ -38,7 +41,11 @@ fn main() -> anyhow::Result<()> {
             report.kept_epoch,
             last.val_loss,
             last.val_accuracy,
-            if report.stopped_early { ", stopped early" } else { "" }
+            if report.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

@@ -66,7 +66,10 @@ mod tests {
         let real_val = val.iter().filter(|&&i| labels[i] == 1).count();
         assert_eq!(real_val, 33);
         assert_eq!(val.len(), 100);
-        assert_eq!(stratified(&labels, 1.0 / 3.0, 7), (train.clone(), val.clone()));
+        assert_eq!(
+            stratified(&labels, 1.0 / 3.0, 7),
+            (train.clone(), val.clone())
+        );
         assert_ne!(stratified(&labels, 1.0 / 3.0, 8).1, val);
     }
 }

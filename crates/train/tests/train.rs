@@ -11,7 +11,9 @@ use train::{EpochRow, Examples, FitOptions, fit};
 fn toy(n: usize, salt: u64) -> Examples {
     let mut state = salt.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
     let mut noise = || {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((state >> 40) as f32 / (1u64 << 24) as f32) * 0.4
     };
     let mut stamps = Vec::with_capacity(n * TENSOR_LEN);
@@ -21,7 +23,11 @@ fn toy(n: usize, salt: u64) -> Examples {
         for channel in 0..4 {
             for p in 0..STAMP_PIXELS {
                 let (r, c) = ((p / STAMP_SIDE) as i32 - 10, (p % STAMP_SIDE) as i32 - 10);
-                let blob = if channel >= 2 && r * r + c * c <= 9 { if label == 1 { 0.6 } else { -0.6 } } else { 0.0 };
+                let blob = if channel >= 2 && r * r + c * c <= 9 {
+                    if label == 1 { 0.6 } else { -0.6 }
+                } else {
+                    0.0
+                };
                 stamps.push(0.3 + noise() + blob);
             }
         }
@@ -30,7 +36,12 @@ fn toy(n: usize, salt: u64) -> Examples {
     Examples { stamps, labels }
 }
 
-fn options(kind: ModelKind, epochs: usize, optimiser: OptimiserConfig, augment: bool) -> FitOptions {
+fn options(
+    kind: ModelKind,
+    epochs: usize,
+    optimiser: OptimiserConfig,
+    augment: bool,
+) -> FitOptions {
     FitOptions {
         model: ModelConfig { kind, dropout: 0.5 },
         train: TrainConfig {
@@ -50,7 +61,11 @@ fn options(kind: ModelKind, epochs: usize, optimiser: OptimiserConfig, augment: 
 }
 
 fn rmsprop() -> OptimiserConfig {
-    OptimiserConfig::Rmsprop { learning_rate: 1e-3, rho: 0.9, epsilon: 1e-7 }
+    OptimiserConfig::Rmsprop {
+        learning_rate: 1e-3,
+        rho: 0.9,
+        epsilon: 1e-7,
+    }
 }
 
 fn bits(p: &[f32]) -> Vec<u32> {
@@ -62,7 +77,14 @@ fn curves(history: &[EpochRow]) -> Vec<[u64; 6]> {
     history
         .iter()
         .map(|r| {
-            [r.epoch as u64, r.train_loss.to_bits(), r.train_accuracy.to_bits(), r.val_loss.to_bits(), r.val_accuracy.to_bits(), r.learning_rate.to_bits()]
+            [
+                r.epoch as u64,
+                r.train_loss.to_bits(),
+                r.train_accuracy.to_bits(),
+                r.val_loss.to_bits(),
+                r.val_accuracy.to_bits(),
+                r.learning_rate.to_bits(),
+            ]
         })
         .collect()
 }
@@ -71,12 +93,27 @@ fn curves(history: &[EpochRow]) -> Vec<[u64; 6]> {
 fn seed_cnn_learns_a_separable_toy_set() {
     let (train, val) = (toy(192, 1), toy(64, 2));
     let dir = tempfile::tempdir().unwrap();
-    let fitted = fit::<CpuAutodiff>(&Default::default(), &options(ModelKind::SeedCnn, 6, rmsprop(), false), &train, &val, dir.path(), false).unwrap();
+    let fitted = fit::<CpuAutodiff>(
+        &Default::default(),
+        &options(ModelKind::SeedCnn, 6, rmsprop(), false),
+        &train,
+        &val,
+        dir.path(),
+        false,
+    )
+    .unwrap();
     let h = &fitted.history;
     assert_eq!(h.len(), 6);
     let (first, last) = (&h[0], h.last().unwrap());
-    assert!(last.train_loss < first.train_loss * 0.8, "loss did not fall: {h:?}");
-    assert!(last.val_accuracy > 0.9, "validation accuracy {}: {h:?}", last.val_accuracy);
+    assert!(
+        last.train_loss < first.train_loss * 0.8,
+        "loss did not fall: {h:?}"
+    );
+    assert!(
+        last.val_accuracy > 0.9,
+        "validation accuracy {}: {h:?}",
+        last.val_accuracy
+    );
     let scores = train::fit::evaluate::<Cpu>(&fitted.model, &val, 32, &Default::default());
     assert_eq!(scores.accuracy, last.val_accuracy);
     assert!(scores.f1 > 0.9, "{scores:?}");
@@ -86,41 +123,69 @@ fn seed_cnn_learns_a_separable_toy_set() {
 fn resume_equals_uninterrupted_training() {
     let (train, val) = (toy(40, 3), toy(16, 4));
     let device = Default::default();
-    let adam = OptimiserConfig::Adam { learning_rate: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+    let adam = OptimiserConfig::Adam {
+        learning_rate: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+    };
     let opts = options(ModelKind::RotInvCnn, 3, adam, true);
     let whole_dir = tempfile::tempdir().unwrap();
     let whole = fit::<CpuAutodiff>(&device, &opts, &train, &val, whole_dir.path(), false).unwrap();
     assert!(whole.complete);
 
     let parts_dir = tempfile::tempdir().unwrap();
-    let cut = FitOptions { interrupt_after: Some(1), ..opts.clone() };
+    let cut = FitOptions {
+        interrupt_after: Some(1),
+        ..opts.clone()
+    };
     let first = fit::<CpuAutodiff>(&device, &cut, &train, &val, parts_dir.path(), false).unwrap();
     assert!(!first.complete);
     assert_eq!(first.history.len(), 1);
     let resumed = fit::<CpuAutodiff>(&device, &opts, &train, &val, parts_dir.path(), true).unwrap();
     assert_eq!(curves(&resumed.history), curves(&whole.history));
-    let (p, q) = (whole.model.predict(&val.stamps, 8, &device), resumed.model.predict(&val.stamps, 8, &device));
+    let (p, q) = (
+        whole.model.predict(&val.stamps, 8, &device),
+        resumed.model.predict(&val.stamps, 8, &device),
+    );
     assert_eq!(bits(&p), bits(&q));
 
     // Resuming under another configuration is refused.
-    let other = FitOptions { fingerprint: "other".into(), ..opts.clone() };
-    let err = fit::<CpuAutodiff>(&device, &other, &train, &val, parts_dir.path(), true).err().unwrap().to_string();
+    let other = FitOptions {
+        fingerprint: "other".into(),
+        ..opts.clone()
+    };
+    let err = fit::<CpuAutodiff>(&device, &other, &train, &val, parts_dir.path(), true)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("state.json"), "{err}");
 }
 
 #[test]
 fn sgd_step_decay_and_early_stopping() {
-    let sgd = OptimiserConfig::Sgd { learning_rate: 0.1, momentum: 0.9, step_epochs: 2, gamma: 0.5 };
+    let sgd = OptimiserConfig::Sgd {
+        learning_rate: 0.1,
+        momentum: 0.9,
+        step_epochs: 2,
+        gamma: 0.5,
+    };
     assert_eq!(train::fit::learning_rate(&sgd, 0), 0.1);
     assert_eq!(train::fit::learning_rate(&sgd, 3), 0.05);
     assert_eq!(train::fit::learning_rate(&sgd, 4), 0.025);
     // A learning rate of zero never improves: early stopping after `patience` epochs.
-    let frozen = OptimiserConfig::Sgd { learning_rate: 0.0, momentum: 0.0, step_epochs: 1, gamma: 1.0 };
+    let frozen = OptimiserConfig::Sgd {
+        learning_rate: 0.0,
+        momentum: 0.0,
+        step_epochs: 1,
+        gamma: 1.0,
+    };
     let mut opts = options(ModelKind::SeedCnn, 10, frozen, false);
     opts.train.early_stopping_patience = Some(2);
     let dir = tempfile::tempdir().unwrap();
     let (train, val) = (toy(32, 5), toy(16, 6));
-    let fitted = fit::<CpuAutodiff>(&Default::default(), &opts, &train, &val, dir.path(), false).unwrap();
+    let fitted =
+        fit::<CpuAutodiff>(&Default::default(), &opts, &train, &val, dir.path(), false).unwrap();
     assert!(fitted.stopped_early);
     assert_eq!(fitted.history.len(), 3);
     assert_eq!(fitted.kept_epoch, 1);
@@ -140,7 +205,10 @@ fn stamp_set(examples: &Examples, normalisation: NormalisationSpec) -> StampSet 
 #[test]
 fn run_writes_every_output_and_the_model_refuses_other_features() {
     let dir = tempfile::tempdir().unwrap();
-    let mut pipeline = Pipeline { artifacts: dir.path().join("artifacts"), ..Pipeline::default() };
+    let mut pipeline = Pipeline {
+        artifacts: dir.path().join("artifacts"),
+        ..Pipeline::default()
+    };
     pipeline.model.kind = ModelKind::SeedCnn;
     pipeline.train.epochs = 2;
     pipeline.train.batch_size = 16;
@@ -150,32 +218,74 @@ fn run_writes_every_output_and_the_model_refuses_other_features() {
     let report = train::run_on_set(&pipeline, &set, &features_path, false, false, None).unwrap();
     assert_eq!(report.history.len(), 2);
     let out = pipeline.stage_dir("train");
-    for name in ["model.mpk", "model.json", "history.csv", "loss.png", "accuracy.png", "split.json", "pipeline.toml", "manifest.json"] {
+    for name in [
+        "model.mpk",
+        "model.json",
+        "history.csv",
+        "loss.png",
+        "accuracy.png",
+        "split.json",
+        "pipeline.toml",
+        "manifest.json",
+    ] {
         assert!(out.join(name).exists(), "{name} missing");
     }
     let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
-    assert!(history.starts_with("epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds\n"));
+    assert!(history.starts_with(
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds\n"
+    ));
     assert_eq!(history.lines().count(), 3);
     let split = train::Split::read(&out).unwrap();
     assert_eq!(split.validation_ids.len(), 20);
-    assert!(split.train_ids.iter().all(|id| !split.validation_ids.contains(id)));
+    assert!(
+        split
+            .train_ids
+            .iter()
+            .all(|id| !split.validation_ids.contains(id))
+    );
 
     let device = Default::default();
-    let (model, meta) = model::metadata::load::<Cpu>(&out, &train::input_spec(&set), &device).unwrap();
+    let (model, meta) =
+        model::metadata::load::<Cpu>(&out, &train::input_spec(&set), &device).unwrap();
     assert_eq!(meta.parameters, 41_986);
     assert_eq!(meta.threshold, 0.5);
     assert_eq!(model.predict(set.stamp(0), 1, &device).len(), 1);
-    let zscore = stamp_set(&toy(4, 8), NormalisationSpec::Zscore { mean: [0.0; 4], std: [1.0; 4] });
-    let err = model::metadata::load::<Cpu>(&out, &train::input_spec(&zscore), &device).err().unwrap().to_string();
-    assert!(err.contains("model.json") && err.contains("normalisation"), "{err}");
+    let zscore = stamp_set(
+        &toy(4, 8),
+        NormalisationSpec::Zscore {
+            mean: [0.0; 4],
+            std: [1.0; 4],
+        },
+    );
+    let err = model::metadata::load::<Cpu>(&out, &train::input_spec(&zscore), &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model.json") && err.contains("normalisation"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unlabelled_features_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline { artifacts: dir.path().join("artifacts"), ..Pipeline::default() };
+    let pipeline = Pipeline {
+        artifacts: dir.path().join("artifacts"),
+        ..Pipeline::default()
+    };
     let mut set = stamp_set(&toy(8, 9), NormalisationSpec::None);
     set.labels[3] = None;
-    let err = train::run_on_set(&pipeline, &set, Path::new("features/train.arrow"), false, false, None).err().unwrap().to_string();
+    let err = train::run_on_set(
+        &pipeline,
+        &set,
+        Path::new("features/train.arrow"),
+        false,
+        false,
+        None,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("no label"), "{err}");
 }

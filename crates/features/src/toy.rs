@@ -1,0 +1,62 @@
+//! A tiny separable feature set for the tests of later stages (`toy` cargo feature): train,
+//! evaluate and submit tests write it instead of running the simulator, ingest and features.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float32Array, RecordBatch, StringArray, UInt8Array};
+use hits_core::arrow_io::{f32_list_array, write_ipc};
+use hits_core::manifest::Manifest;
+use hits_core::{CoreError, Pipeline, STAMP_PIXELS, STAMP_SIDE, TENSOR_LEN};
+
+use crate::{FeatureMeta, NormalisationSpec, STAGE};
+
+/// Candidate `i`: real ones (odd `i`) have a bright centre in the difference channels, bogus
+/// ones a dark one, on a deterministic ripple.
+pub fn stamp(i: usize) -> Vec<f32> {
+    let sign = if i % 2 == 1 { 1.0 } else { -1.0 };
+    let mut stamp = Vec::with_capacity(TENSOR_LEN);
+    for channel in 0..4 {
+        for p in 0..STAMP_PIXELS {
+            let (r, c) = ((p / STAMP_SIDE) as i32 - 10, (p % STAMP_SIDE) as i32 - 10);
+            let ripple = 0.2 * ((p * 7 + i * 13) % 11) as f32 / 11.0;
+            let blob = if channel >= 2 && r * r + c * c <= 9 {
+                0.6 * sign
+            } else {
+                0.0
+            };
+            stamp.push(0.3 + ripple + blob);
+        }
+    }
+    stamp
+}
+
+/// Write `<artifacts>/features/<split>.arrow` for each (split, rows, labelled) — ids
+/// `<split>-000`, labels alternating 0, 1 — and the features manifest.
+pub fn write_features(pipeline: &Pipeline, splits: &[(&str, usize, bool)]) {
+    let dir = pipeline.stage_dir(STAGE);
+    let meta = FeatureMeta::new(NormalisationSpec::None, "ingest-hash".into());
+    let mut manifest = Manifest::new(STAGE, "toy", pipeline);
+    for &(split, rows, labelled) in splits {
+        let labels: Vec<Option<u8>> = (0..rows)
+            .map(|i| labelled.then_some((i % 2) as u8))
+            .collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| format!("{split}-{i:03}")),
+            )),
+            Arc::new(UInt8Array::from(labels)),
+            Arc::new(f32_list_array(
+                (0..rows).flat_map(stamp).collect(),
+                TENSOR_LEN,
+            )),
+            Arc::new(Float32Array::from_iter_values(
+                (0..rows).map(|i| i as f32 % 20.0),
+            )),
+        ];
+        let batch = RecordBatch::try_new(meta.schema(), columns).expect("toy columns");
+        let path = dir.join(format!("{split}.arrow"));
+        write_ipc::<CoreError>(&path, meta.schema(), [Ok(batch)]).expect("write toy features");
+        manifest.add_output(&path).expect("hash toy features");
+    }
+    manifest.write(&dir).expect("write toy manifest");
+}
