@@ -1,0 +1,193 @@
+//! Our figures beside the Keras peer's, as ratios (ours / Keras) against the targets.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cpu;
+
+#[derive(Debug, Serialize)]
+struct Row {
+    figure: &'static str,
+    unit: &'static str,
+    ours: f64,
+    keras: f64,
+    /// ours / keras.
+    ratio: f64,
+    higher_is_better: bool,
+    /// The ratio the issue asks for, if any.
+    target_ratio: Option<f64>,
+    met: Option<bool>,
+}
+
+/// Read every round's JSON; a figure's best value over the rounds counts (the usual way to
+/// take noise from other processes out of a benchmark).
+fn read_all(paths: &[PathBuf]) -> anyhow::Result<Vec<Value>> {
+    paths.iter().map(|p| read(p)).collect()
+}
+
+fn read(path: &Path) -> anyhow::Result<Value> {
+    hits_core::io::read_json(path).with_context(|| format!("{}: cannot read", path.display()))
+}
+
+fn best(rounds: &[Value], higher_is_better: bool, figure: impl Fn(&Value) -> Option<f64>) -> f64 {
+    let values = rounds.iter().filter_map(figure);
+    if higher_is_better {
+        values.fold(f64::NAN, f64::max)
+    } else {
+        values.fold(f64::NAN, f64::min)
+    }
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
+}
+
+fn seed_training(ours: &Value) -> Option<&Value> {
+    ours["training"]
+        .as_array()?
+        .iter()
+        .find(|t| t["recipe"] == "seed")
+}
+
+fn our_inference(ours: &Value, batch: u64) -> Option<f64> {
+    ours["inference"]
+        .as_array()?
+        .iter()
+        .find(|t| t["model"] == "seed_cnn" && t["batch"] == batch)?["candidates_per_second"]
+        .as_f64()
+}
+
+pub fn run(ours: &[PathBuf], keras: &[PathBuf], out: &Path) -> anyhow::Result<()> {
+    let (ours, keras) = (read_all(ours)?, read_all(keras)?);
+    let mut rows = Vec::new();
+    let mut row = |figure,
+                   unit,
+                   higher_is_better,
+                   target_ratio: Option<f64>,
+                   our: &dyn Fn(&Value) -> Option<f64>,
+                   their: &dyn Fn(&Value) -> Option<f64>| {
+        let ours = best(&ours, higher_is_better, our);
+        let keras = best(&keras, higher_is_better, their);
+        let ratio = ours / keras;
+        rows.push(Row {
+            figure,
+            unit,
+            ours,
+            keras,
+            ratio,
+            higher_is_better,
+            target_ratio,
+            met: target_ratio.map(|t| {
+                if higher_is_better {
+                    ratio >= t
+                } else {
+                    ratio <= t
+                }
+            }),
+        });
+    };
+    row(
+        "ingest + features, default set",
+        "candidates/s",
+        true,
+        None,
+        &|v| v["ingest_features"][0]["candidates_per_second"].as_f64(),
+        &|v| v["ingest_features"]["candidates_per_second"].as_f64(),
+    );
+    row(
+        "ingest + features, default set",
+        "CSV MB/s",
+        true,
+        None,
+        &|v| v["ingest_features"][0]["csv_megabytes_per_second"].as_f64(),
+        &|v| v["ingest_features"]["csv_megabytes_per_second"].as_f64(),
+    );
+    row(
+        "seed recipe training, total",
+        "s",
+        false,
+        Some(1.0 / 3.0),
+        &|v| seed_training(v)?["seconds_total"].as_f64(),
+        &|v| v["seed_training"]["seconds_total"].as_f64(),
+    );
+    let per_epoch = |list: &Value| {
+        let values: Vec<f64> = list.as_array()?.iter().filter_map(Value::as_f64).collect();
+        median(&values)
+    };
+    row(
+        "seed recipe training, median epoch",
+        "s",
+        false,
+        Some(1.0 / 3.0),
+        &|v| per_epoch(&seed_training(v)?["seconds_per_epoch"]),
+        &|v| per_epoch(&v["seed_training"]["seconds_per_epoch"]),
+    );
+    row(
+        "seed recipe validation accuracy",
+        "",
+        true,
+        None,
+        &|v| seed_training(v)?["val_accuracy"].as_f64(),
+        &|v| v["seed_training"]["val_accuracy"].as_f64(),
+    );
+    for (batch, target) in [(1, None), (64, None), (1024, Some(3.0))] {
+        let figure = match batch {
+            1 => "SeedCnn inference, batch 1",
+            64 => "SeedCnn inference, batch 64",
+            _ => "SeedCnn inference, batch 1024",
+        };
+        row(
+            figure,
+            "candidates/s",
+            true,
+            target,
+            &move |v| our_inference(v, batch),
+            &move |v| v["inference_candidates_per_second"][batch.to_string()].as_f64(),
+        );
+    }
+    let flops = cpu::seed_cnn_flops() as f64 / 1e9;
+    row(
+        "SeedCnn inference, batch 1024",
+        "GFLOP/s",
+        true,
+        None,
+        &|v| our_inference(v, 1024).map(|r| r * flops),
+        &|v| {
+            v["inference_candidates_per_second"]["1024"]
+                .as_f64()
+                .map(|r| r * flops)
+        },
+    );
+
+    let peak = ours
+        .first()
+        .and_then(|v| v["machine"]["peak_gflops"].as_f64())
+        .unwrap_or(f64::NAN);
+    println!("| figure | unit | ours | Keras | ours / Keras | target |");
+    println!("|---|---|---:|---:|---:|---|");
+    for r in &rows {
+        let target = match (r.target_ratio, r.met) {
+            (Some(t), Some(met)) => format!(
+                "{} {:.2}: {}",
+                if r.higher_is_better { "≥" } else { "≤" },
+                t,
+                if met { "met" } else { "missed" }
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "| {} | {} | {:.4} | {:.4} | {:.3} | {} |",
+            r.figure, r.unit, r.ours, r.keras, r.ratio, target
+        );
+    }
+    println!("CPU f32 peak assumed: {peak:.1} GFLOP/s");
+    let json = serde_json::json!({ "rows": rows, "peak_gflops": peak });
+    hits_core::io::write_json_atomic(out, &json)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
