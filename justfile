@@ -4,60 +4,67 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-cargo_run := "cargo run --release --quiet"
+# Every recipe runs the binaries of one release build of the whole workspace: building
+# stage by stage (`cargo run -p ingest`, ...) would unify features differently per crate and
+# compile polars and burn several times over.
+bin := env_var_or_default("CARGO_TARGET_DIR", "target") / "release"
 
 # List the recipes.
 help:
     @just --list --unsorted
+
+# Build every stage binary (release); the other recipes do this first.
+build:
+    cargo build --release --workspace --quiet
 
 # Run the pipeline end to end: data -> ingest -> features -> train -> evaluate -> submit -> score,
 # then a summary. Stages whose inputs and settings did not change are skipped.
 all name="default": (data name) (ingest name) (features name) (train name) (evaluate name) (submit name) (score name) (summary name)
 
 # Simulate the default HiTS candidate set into data/sim/.
-data name="default":
-    {{cargo_run}} -p simulator -- generate --pipeline pipelines/{{name}}.toml
+data name="default": build
+    {{bin}}/simulate generate --pipeline pipelines/{{name}}.toml
 
 # Realism check: simulated vs real HiTS stamps and condition histograms (PNG in artifacts/sim-check/).
-sim-check name="default":
-    {{cargo_run}} -p simulator -- check --pipeline pipelines/{{name}}.toml
+sim-check name="default": build
+    {{bin}}/simulate check --pipeline pipelines/{{name}}.toml
 
 # Read and validate the CSVs, write artifacts/ingest/.
-ingest name="default":
-    {{cargo_run}} -p ingest -- --pipeline pipelines/{{name}}.toml
+ingest name="default": build
+    {{bin}}/ingest --pipeline pipelines/{{name}}.toml
 
 # Stack and normalise stamps, write artifacts/features/.
-features name="default":
-    {{cargo_run}} -p features -- --pipeline pipelines/{{name}}.toml
+features name="default": build
+    {{bin}}/features --pipeline pipelines/{{name}}.toml
 
 # Show an Arrow artifact's schema and size, and render one candidate (text + PNG).
-inspect file row="0":
-    {{cargo_run}} -p features --bin inspect -- {{file}} --row {{row}}
+inspect file row="0": build
+    {{bin}}/inspect {{file}} --row {{row}}
 
 # Train the pipeline's model, write artifacts/train/ (`just train seed`: the reference recipe).
-train name="default" *flags="":
-    {{cargo_run}} -p train -- --pipeline pipelines/{{name}}.toml {{flags}}
+train name="default" *flags="": build
+    {{bin}}/train --pipeline pipelines/{{name}}.toml {{flags}}
 
 # Score the model on the validation candidates, choose the threshold, write artifacts/evaluate/
 # (`just evaluate default --split NAME`: a whole labelled split, into artifacts/evaluate/NAME/).
-evaluate name="default" *flags="":
-    {{cargo_run}} -p evaluate -- --pipeline pipelines/{{name}}.toml {{flags}}
+evaluate name="default" *flags="": build
+    {{bin}}/evaluate --pipeline pipelines/{{name}}.toml {{flags}}
 
 # Predict the test split at the chosen threshold: artifacts/submit/submission.csv (`--split NAME` for another).
-submit name="default" *flags="":
-    {{cargo_run}} -p submit -- predict --pipeline pipelines/{{name}}.toml {{flags}}
+submit name="default" *flags="": build
+    {{bin}}/submit predict --pipeline pipelines/{{name}}.toml {{flags}}
 
 # Accuracy and F1 of the submission against an answer key (id,label); writes artifacts/submit/score.json.
-score name="default" answers="data/sim/test_labels.csv":
-    {{cargo_run}} -p submit -- score --pipeline pipelines/{{name}}.toml --answers {{answers}}
+score name="default" answers="data/sim/test_labels.csv": build
+    {{bin}}/submit score --pipeline pipelines/{{name}}.toml --answers {{answers}}
 
 # Validation and test figures, time per stage, where the report and plots are.
-summary name="default":
-    {{cargo_run}} -p submit -- summary --pipeline pipelines/{{name}}.toml
+summary name="default": build
+    {{bin}}/submit summary --pipeline pipelines/{{name}}.toml
 
 # Metrics of external predictions (CSV label,p_real[,snr]), e.g. Deep-HiTS' released test scores.
-evaluate-scores file threshold="0.5":
-    {{cargo_run}} -p evaluate -- --scores {{file}} --threshold {{threshold}}
+evaluate-scores file threshold="0.5": build
+    {{bin}}/evaluate --scores {{file}} --threshold {{threshold}}
 
 # Reproduce Deep-HiTS' published test-set figures from its released predictions.
 deephits:
@@ -66,9 +73,8 @@ deephits:
 
 # Speed of every stage on this machine -> artifacts/bench/results.json (`large=0` skips the
 # 250,000-candidate set, which needs ~5 GB of disk under data/).
-bench large="250000" default_epochs="2":
-    cargo build --release --workspace --quiet
-    target/release/bench run --large {{large}} --default-epochs {{default_epochs}}
+bench large="250000" default_epochs="2": build
+    {{bin}}/bench run --large {{large}} --default-epochs {{default_epochs}}
 
 # Ours and the reference Keras notebook's model (TensorFlow CPU, own venv), alternately on the
 # same CSVs, `rounds` times each; prints and writes the ours / Keras ratios.
@@ -80,14 +86,15 @@ bench-peers rounds="2":
         bench/.venv/bin/pip install --quiet -r bench/peers/requirements.txt
     fi
     cargo build --release --workspace --quiet
+    bin={{bin}}
     ours=(); keras=()
     for round in $(seq {{rounds}}); do
-        target/release/bench run --large 0 --default-epochs 0 --out artifacts/bench/ours-$round.json
+        $bin/bench run --large 0 --default-epochs 0 --out artifacts/bench/ours-$round.json
         bench/.venv/bin/python bench/peers/keras_seed.py --split-json artifacts/bench/seed/train/split.json \
             --out artifacts/bench/keras-$round.json
         ours+=(artifacts/bench/ours-$round.json); keras+=(artifacts/bench/keras-$round.json)
     done
-    target/release/bench compare --ours "${ours[@]}" --keras "${keras[@]}"
+    $bin/bench compare --ours "${ours[@]}" --keras "${keras[@]}"
 
 # Run the test suite (debug build; tests make their own tiny data).
 test:
