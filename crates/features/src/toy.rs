@@ -1,10 +1,12 @@
 //! A tiny separable feature set for the tests of later stages (`toy` cargo feature): train,
 //! evaluate and submit tests write it instead of running the simulator, ingest and features.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float32Array, RecordBatch, StringArray, UInt8Array};
 use hits_core::arrow_io::{f32_list_array, write_ipc};
+use hits_core::config::ModelKind;
 use hits_core::manifest::Manifest;
 use hits_core::{CoreError, Pipeline, STAMP_PIXELS, STAMP_SIDE, TENSOR_LEN};
 
@@ -59,4 +61,26 @@ pub fn write_features(pipeline: &Pipeline, splits: &[(&str, usize, bool)]) {
         manifest.add_output(&path).expect("hash toy features");
     }
     manifest.write(&dir).expect("write toy manifest");
+}
+
+/// A fast pipeline for binary tests: SeedCnn, batch 16, `epochs` epochs, artifacts under
+/// `root`, changed by `edit`, saved as `root/p.toml`, with `rows` labelled toy train candidates.
+pub fn seed_pipeline(
+    root: &Path,
+    epochs: usize,
+    rows: usize,
+    edit: impl FnOnce(&mut Pipeline),
+) -> (Pipeline, PathBuf) {
+    let mut pipeline = Pipeline {
+        artifacts: root.join("artifacts"),
+        ..Pipeline::default()
+    };
+    pipeline.model.kind = ModelKind::SeedCnn;
+    pipeline.train.epochs = epochs;
+    pipeline.train.batch_size = 16;
+    edit(&mut pipeline);
+    let path = root.join("p.toml");
+    std::fs::write(&path, pipeline.to_toml()).expect("write toy pipeline");
+    write_features(&pipeline, &[("train", rows, true)]);
+    (pipeline, path)
 }

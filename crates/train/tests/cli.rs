@@ -8,22 +8,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt8Array};
 use arrow::datatypes::Schema;
 use hits_core::arrow_io::{f32_list_array, f32_list_field, id_field, label_field, write_ipc};
-use hits_core::config::ModelKind;
 use hits_core::manifest::Manifest;
 use hits_core::{CoreError, Pipeline, TENSOR_LEN};
 
 /// A toy features set trained on once (2 epochs), so there are earlier artifacts to protect.
 fn trained(root: &Path) -> (Pipeline, PathBuf) {
-    let mut pipeline = Pipeline {
-        artifacts: root.join("artifacts"),
-        ..Pipeline::default()
-    };
-    pipeline.model.kind = ModelKind::SeedCnn;
-    pipeline.train.epochs = 2;
-    pipeline.train.batch_size = 16;
-    let path = root.join("p.toml");
-    std::fs::write(&path, pipeline.to_toml()).unwrap();
-    features::toy::write_features(&pipeline, &[("train", 60, true)]);
+    let (pipeline, path) = features::toy::seed_pipeline(root, 2, 60, |_| {});
     assert!(train(&path).0);
     (pipeline, path)
 }

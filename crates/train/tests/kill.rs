@@ -6,22 +6,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hits_core::Pipeline;
-use hits_core::config::{ModelKind, OptimiserConfig};
+use hits_core::config::OptimiserConfig;
 
 fn pipeline(root: &Path) -> (Pipeline, PathBuf) {
-    let mut pipeline = Pipeline {
-        artifacts: root.join("artifacts"),
-        ..Pipeline::default()
-    };
-    pipeline.model.kind = ModelKind::SeedCnn;
-    pipeline.train.epochs = 6;
-    pipeline.train.batch_size = 16;
-    pipeline.train.optimiser = OptimiserConfig::default();
-    pipeline.train.augment = true;
-    let path = root.join("p.toml");
-    std::fs::write(&path, pipeline.to_toml()).unwrap();
-    features::toy::write_features(&pipeline, &[("train", 120, true)]);
-    (pipeline, path)
+    features::toy::seed_pipeline(root, 6, 120, |p| {
+        p.train.optimiser = OptimiserConfig::default();
+        p.train.augment = true;
+    })
 }
 
 fn train(pipeline: &Path, resume: bool) -> Command {
