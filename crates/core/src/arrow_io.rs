@@ -3,7 +3,8 @@
 //! `Float32` lists of pixels).
 
 use std::fs::File;
-use std::path::Path;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -75,14 +76,50 @@ pub fn write_ipc<E: From<CoreError>>(
     })
 }
 
+/// An Arrow IPC file read batch by batch; every error names the file.
+pub struct IpcReader {
+    path: PathBuf,
+    inner: FileReader<BufReader<File>>,
+}
+
+impl IpcReader {
+    pub fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+impl Iterator for IpcReader {
+    type Item = Result<RecordBatch, CoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            arrow_error(
+                &self.path,
+                format!("unreadable record batch (truncated or corrupt?): {e}"),
+            )
+        };
+        match crate::decoder::catch_panic(|| self.inner.next()) {
+            Ok(next) => next.map(|batch| batch.map_err(|e| unreadable(&e))),
+            Err(panic) => Some(Err(unreadable(&panic))),
+        }
+    }
+}
+
 /// Open an Arrow IPC file for reading batch by batch.
-pub fn open_ipc(path: &Path) -> Result<FileReader<std::io::BufReader<File>>, CoreError> {
+pub fn open_ipc(path: &Path) -> Result<IpcReader, CoreError> {
     let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
-    FileReader::try_new_buffered(file, None).map_err(|e| {
+    let not_readable = |e: &dyn std::fmt::Display| {
         arrow_error(
             path,
             format!("not a readable Arrow IPC file (truncated or corrupt?): {e}"),
         )
+    };
+    let inner = crate::decoder::catch_panic(|| FileReader::try_new_buffered(file, None))
+        .map_err(|panic| not_readable(&panic))?
+        .map_err(|e| not_readable(&e))?;
+    Ok(IpcReader {
+        path: path.to_path_buf(),
+        inner,
     })
 }
 
@@ -90,12 +127,7 @@ pub fn open_ipc(path: &Path) -> Result<FileReader<std::io::BufReader<File>>, Cor
 pub fn read_ipc(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), CoreError> {
     let reader = open_ipc(path)?;
     let schema = reader.schema();
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| {
-        arrow_error(
-            path,
-            format!("unreadable record batch (truncated or corrupt?): {e}"),
-        )
-    })?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
     Ok((schema, batches))
 }
 

@@ -4,6 +4,7 @@
 pub mod arrow_io;
 pub mod channel;
 pub mod config;
+pub mod decoder;
 pub mod error;
 pub mod io;
 pub mod manifest;

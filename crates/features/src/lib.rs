@@ -55,10 +55,7 @@ pub fn zscore_statistics(path: &Path) -> Result<NormalisationSpec, FeaturesError
     check_ingest_schema(path, &reader.schema())?;
     let mut moments = ChannelMoments::default();
     for batch in reader {
-        let batch = batch.map_err(|e| hits_core::CoreError::Arrow {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let batch = batch?;
         for c in Channel::ALL {
             moments.add(c, arrow_io::f32_list_values(path, &batch, c.name())?);
         }
@@ -77,10 +74,7 @@ pub fn build_split(
     let schema = meta.schema();
     let mut rows = 0;
     let batches = reader.map(|batch| {
-        let batch = batch.map_err(|e| hits_core::CoreError::Arrow {
-            path: input.into(),
-            message: format!("unreadable record batch (truncated or corrupt?): {e}"),
-        })?;
+        let batch = batch?;
         let n = batch.num_rows();
         let channels: Vec<&[f32]> = Channel::ALL
             .iter()

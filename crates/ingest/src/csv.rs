@@ -185,19 +185,24 @@ fn first_line(path: &Path) -> Result<String, IngestError> {
 
 /// Read `path` with polars. Returns a single-chunk frame with one row per candidate.
 pub(crate) fn read_frame(path: &Path, columns: &Columns) -> Result<DataFrame, IngestError> {
-    let frame = CsvReadOptions::default()
-        .with_has_header(columns.has_header)
-        .with_schema(Some(Arc::new(columns.polars_schema())))
-        .with_ignore_errors(true)
-        .with_rechunk(true)
-        .with_raise_if_empty(false)
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .and_then(|reader| reader.finish());
-    let frame = match frame {
+    let frame = hits_core::decoder::catch_panic(|| {
+        CsvReadOptions::default()
+            .with_has_header(columns.has_header)
+            .with_schema(Some(Arc::new(columns.polars_schema())))
+            .with_ignore_errors(true)
+            .with_rechunk(true)
+            .with_raise_if_empty(false)
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|reader| reader.finish())
+            .map_err(|e| one_line(&e))
+    });
+    // The line-by-line diagnosis names the row and column; polars' own message is the fallback.
+    let frame = match frame.and_then(|frame| frame) {
         Ok(frame) => frame,
-        Err(polars_error) => {
-            return Err(locate_problem(path, columns)
-                .unwrap_or_else(|| IngestError::file(path, one_line(&polars_error))));
+        Err(message) => {
+            return Err(
+                locate_problem(path, columns).unwrap_or_else(|| IngestError::file(path, message))
+            );
         }
     };
     if frame.height() == 0 {
