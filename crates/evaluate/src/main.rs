@@ -59,9 +59,8 @@ fn run() -> Result<()> {
     let result = evaluate::run(&pipeline, split)?;
     print_report(&result.evaluated, &result.metrics);
     println!(
-        "wrote {} ({})",
-        dir.join(evaluate::REPORT_FILE).display(),
-        "metrics.json, PNGs, misclassified.csv"
+        "wrote {} (metrics.json, PNGs, misclassified.csv)",
+        dir.join(evaluate::REPORT_FILE).display()
     );
     Ok(())
 }
