@@ -143,13 +143,15 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         ingest_features.push(ingest_and_features(&large, &format!("{n}-candidate set"))?);
     }
 
-    let stamps = features::StampSet::read(&seed.0.stage_dir("features").join("train.arrow"))?;
+    let set = features::StampSet::read(&seed.0.stage_dir("features").join("train.arrow"))?;
+    // The largest batch timed, reused cyclically for smaller ones.
+    let stamps = set.stamps.range(0..set.len().min(1024))?;
     let mut inference = Vec::new();
     for kind in [ModelKind::SeedCnn, ModelKind::RotInvCnn] {
         tracing::info!("inference: {kind:?}");
         inference.extend(inference::measure(
             kind,
-            &stamps.stamps,
+            &stamps,
             &[1, 64, 1024],
             args.inference_seconds,
         ));

@@ -6,9 +6,76 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::CoreError;
+
+/// A new version of `path` being written under a temporary name in the same directory.
+/// [`commit`](Self::commit) syncs it and renames it over `path`; dropping it instead deletes
+/// it, leaving any previous `path` untouched.
+pub struct PendingFile {
+    path: PathBuf,
+    temp: tempfile::TempPath,
+    writer: BufWriter<File>,
+}
+
+impl PendingFile {
+    pub fn create(path: &Path) -> Result<Self, CoreError> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(".tmp")
+            .permissions(artifact_permissions())
+            .tempfile_in(dir)
+            .map_err(|e| CoreError::io(dir, e))?;
+        let (file, temp) = temp.into_parts();
+        Ok(PendingFile {
+            path: path.to_path_buf(),
+            temp,
+            writer: BufWriter::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        &mut self.writer
+    }
+
+    /// Sync the file and rename it over `path`.
+    pub fn commit(self) -> Result<(), CoreError> {
+        let path = self.path;
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| CoreError::io(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| CoreError::io(&path, e))?;
+        self.temp
+            .persist(&path)
+            .map_err(|e| CoreError::io(&path, e.error))?;
+        Ok(())
+    }
+}
+
+impl Write for PendingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
 
 /// Write `path` atomically. `write` fills a buffered temporary file in the same directory;
 /// the file is synced and renamed over `path` only if `write` returns `Ok`.
@@ -19,32 +86,9 @@ pub fn write_atomic<E>(
 where
     E: From<CoreError>,
 {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
-        .suffix(".tmp")
-        .permissions(artifact_permissions())
-        .tempfile_in(dir)
-        .map_err(|e| CoreError::io(dir, e))?;
-    let (file, temp_path) = temp.into_parts();
-    let mut writer = BufWriter::new(file);
-    write(&mut writer)?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| CoreError::io(path, e.into_error()))?;
-    file.sync_all().map_err(|e| CoreError::io(path, e))?;
-    temp_path
-        .persist(path)
-        .map_err(|e| CoreError::io(path, e.error))?;
-    Ok(())
+    let mut pending = PendingFile::create(path)?;
+    write(pending.writer())?;
+    Ok(pending.commit()?)
 }
 
 /// Permissions of every artifact: readable by all (temporary files are created owner-only).

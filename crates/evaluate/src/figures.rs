@@ -123,19 +123,22 @@ pub fn gallery(
     let panels: Vec<StampPanel> = worst
         .iter()
         .take(GALLERY_SIZE)
-        .map(|&i| StampPanel {
-            caption: format!(
-                "{}   true {}   P(real) {:.3}   centre SNR {:.1}",
-                set.ids[i],
-                if labels[i] == 1 { "real" } else { "bogus" },
-                p_real[i],
-                set.centre_snr[i]
-            ),
-            channels: std::array::from_fn(|c| {
-                set.stamp(i)[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS].to_vec()
-            }),
+        .map(|&i| {
+            let stamp = set.stamps.get(i)?;
+            Ok(StampPanel {
+                caption: format!(
+                    "{}   true {}   P(real) {:.3}   centre SNR {:.1}",
+                    set.ids[i],
+                    if labels[i] == 1 { "real" } else { "bogus" },
+                    p_real[i],
+                    set.centre_snr[i]
+                ),
+                channels: std::array::from_fn(|c| {
+                    stamp[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS].to_vec()
+                }),
+            })
         })
-        .collect();
+        .collect::<Result<_, EvaluateError>>()?;
     let title = if panels.is_empty() {
         "no misclassified candidates".to_string()
     } else {

@@ -22,10 +22,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use features::StampSet;
+use hits_core::Pipeline;
 use hits_core::config::{ModelKind, ThresholdRule};
 use hits_core::io::{write_bytes_atomic, write_json_atomic};
 use hits_core::manifest::Manifest;
-use hits_core::{Pipeline, TENSOR_LEN};
 use model::metadata::{METADATA_FILE, RECORD_FILE};
 use serde::{Deserialize, Serialize};
 
@@ -211,18 +211,7 @@ fn validation_set(pipeline: &Pipeline, train_dir: &Path) -> Result<StampSet, Eva
             ));
         }
     }
-    let rows = &split.validation_rows;
-    let mut stamps = Vec::with_capacity(rows.len() * TENSOR_LEN);
-    for &row in rows {
-        stamps.extend_from_slice(set.stamp(row));
-    }
-    Ok(StampSet::from_parts(
-        rows.iter().map(|&r| set.ids[r].clone()).collect(),
-        rows.iter().map(|&r| set.labels[r]).collect(),
-        stamps,
-        rows.iter().map(|&r| set.centre_snr[r]).collect(),
-        set.meta.clone(),
-    ))
+    Ok(set.select(&split.validation_rows))
 }
 
 /// Every label of `set`, refusing unlabelled candidates.

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use burn::tensor::backend::AutodiffBackend;
 use features::StampSet;
-use hits_core::TENSOR_LEN;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::ModelMetadata;
 use model::backend::BackendTask;
@@ -42,8 +41,12 @@ impl BackendTask for Predict<'_> {
                 .progress_chars("=> "),
         );
         let mut p_real = Vec::with_capacity(self.set.len());
-        for chunk in self.set.stamps.chunks(BATCH * TENSOR_LEN) {
-            let p = model.predict(chunk, BATCH, &device);
+        for start in (0..self.set.len()).step_by(BATCH) {
+            let stamps = self
+                .set
+                .stamps
+                .range(start..(start + BATCH).min(self.set.len()))?;
+            let p = model.predict(&stamps, BATCH, &device);
             bar.inc(p.len() as u64);
             p_real.extend(p.into_iter().map(f64::from));
         }

@@ -29,7 +29,7 @@ use hits_core::{Channel, Pipeline, STAMP_PIXELS, TENSOR_LEN};
 
 pub use error::FeaturesError;
 pub use normalise::NormalisationSpec;
-pub use stamp_set::{CENTRE_PIXEL, FeatureMeta, StampSet, open_split};
+pub use stamp_set::{CENTRE_PIXEL, FeatureMeta, StampSet, Stamps, open_split};
 
 use crate::normalise::ChannelMoments;
 

@@ -1,12 +1,13 @@
 //! Reading a features file back: the model-ready stamps of one split.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::Array;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use hits_core::arrow_io::{self, expect_field, f32_list_field, id_field, label_field};
+use hits_core::arrow_io::{self, ListExtent, expect_field, f32_list_field, id_field, label_field};
 use hits_core::{Channel, Pipeline, STAMP_SIDE, TENSOR_LEN};
 use serde::{Deserialize, Serialize};
 
@@ -105,14 +106,126 @@ pub(crate) fn fields() -> Vec<Field> {
     ]
 }
 
+/// The (N, 4, 21, 21) stamps of a set, fetched by row. A set read from a features file keeps
+/// only where each record batch's stamps lie and reads the rows asked for with `pread`, so
+/// memory does not grow with the number of candidates; a set built in memory holds them.
+#[derive(Debug, Clone)]
+pub struct Stamps {
+    store: Store,
+    /// Rows of `store` this set consists of, in order; `None` for all of them.
+    rows: Option<Arc<[usize]>>,
+}
+
+#[derive(Debug, Clone)]
+enum Store {
+    Memory(Arc<Vec<f32>>),
+    File {
+        path: Arc<Path>,
+        file: Arc<File>,
+        extents: Arc<[ListExtent]>,
+        len: usize,
+    },
+}
+
+impl From<Vec<f32>> for Stamps {
+    /// Row-major whole stamps held in memory.
+    fn from(stamps: Vec<f32>) -> Self {
+        assert_eq!(
+            stamps.len() % TENSOR_LEN,
+            0,
+            "stamps must be (N, 4, 21, 21)"
+        );
+        Stamps {
+            store: Store::Memory(Arc::new(stamps)),
+            rows: None,
+        }
+    }
+}
+
+impl Stamps {
+    fn from_file(path: &Path, schema: &Schema) -> Result<Self, FeaturesError> {
+        let file = File::open(path).map_err(|e| hits_core::CoreError::io(path, e))?;
+        let extents = arrow_io::list_extents(path, &file, schema, "stamp", TENSOR_LEN)?;
+        let len = extents.last().map_or(0, |e| e.first_row + e.rows);
+        Ok(Stamps {
+            store: Store::File {
+                path: path.into(),
+                file: Arc::new(file),
+                extents: extents.into(),
+                len,
+            },
+            rows: None,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match (&self.rows, &self.store) {
+            (Some(rows), _) => rows.len(),
+            (None, Store::Memory(stamps)) => stamps.len() / TENSOR_LEN,
+            (None, Store::File { len, .. }) => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The stamps at `rows` of this set, in that order.
+    pub fn select(&self, rows: &[usize]) -> Stamps {
+        let rows: Arc<[usize]> = match &self.rows {
+            Some(own) => rows.iter().map(|&r| own[r]).collect(),
+            None => rows.into(),
+        };
+        Stamps {
+            store: self.store.clone(),
+            rows: Some(rows),
+        }
+    }
+
+    /// Append the stamps at `rows` to `out`, row-major (N, 4, 21, 21).
+    pub fn gather(&self, rows: &[usize], out: &mut Vec<f32>) -> Result<(), FeaturesError> {
+        let physical = rows.iter().map(|&r| match &self.rows {
+            Some(own) => own[r],
+            None => r,
+        });
+        match &self.store {
+            Store::Memory(stamps) => {
+                for row in physical {
+                    out.extend_from_slice(&stamps[row * TENSOR_LEN..(row + 1) * TENSOR_LEN]);
+                }
+            }
+            Store::File {
+                path,
+                file,
+                extents,
+                ..
+            } => arrow_io::read_list_rows(path, file, extents, TENSOR_LEN, physical, out)?,
+        }
+        Ok(())
+    }
+
+    /// Stamps `range` of this set, row-major.
+    pub fn range(&self, range: std::ops::Range<usize>) -> Result<Vec<f32>, FeaturesError> {
+        let rows: Vec<usize> = range.collect();
+        let mut out = Vec::with_capacity(rows.len() * TENSOR_LEN);
+        self.gather(&rows, &mut out)?;
+        Ok(out)
+    }
+
+    /// Stamp `i`: (4, 21, 21) row-major.
+    pub fn get(&self, i: usize) -> Result<Vec<f32>, FeaturesError> {
+        self.range(i..i + 1)
+    }
+}
+
 /// All candidates of one split, ready for a model.
 #[derive(Debug, Clone)]
 pub struct StampSet {
     pub ids: Vec<String>,
     /// 1 = real, 0 = bogus; `None` for unlabelled candidates.
     pub labels: Vec<Option<u8>>,
-    /// (N, 4, 21, 21) row-major, normalised as `meta.normalisation` says.
-    pub stamps: Vec<f32>,
+    /// (N, 4, 21, 21), normalised as `meta.normalisation` says.
+    pub stamps: Stamps,
     /// The raw (unnormalised) SNR-difference value at the centre pixel, per candidate.
     pub centre_snr: Vec<f32>,
     pub meta: FeatureMeta,
@@ -121,19 +234,16 @@ pub struct StampSet {
 }
 
 impl StampSet {
-    /// Build a set in memory (tests, simulated inputs). `stamps.len()` must be `ids.len() * 1764`.
+    /// Build a set in memory (tests, simulated inputs): one stamp per id.
     pub fn from_parts(
         ids: Vec<String>,
         labels: Vec<Option<u8>>,
-        stamps: Vec<f32>,
+        stamps: impl Into<Stamps>,
         centre_snr: Vec<f32>,
         meta: FeatureMeta,
     ) -> Self {
-        assert_eq!(
-            stamps.len(),
-            ids.len() * TENSOR_LEN,
-            "stamps must be (N, 4, 21, 21)"
-        );
+        let stamps = stamps.into();
+        assert_eq!(stamps.len(), ids.len(), "one stamp per id");
         assert_eq!(labels.len(), ids.len());
         assert_eq!(centre_snr.len(), ids.len());
         StampSet {
@@ -146,37 +256,50 @@ impl StampSet {
         }
     }
 
-    /// Read a features file, checking its schema and metadata.
+    /// Open a features file, checking its schema and metadata. Ids, labels and centre SNRs
+    /// are read (a few bytes per candidate); stamps are read when asked for.
     pub fn read(path: &Path) -> Result<Self, FeaturesError> {
-        let (schema, batches) = arrow_io::read_ipc(path)?;
+        let reader = arrow_io::open_ipc(path)?;
+        let schema = reader.schema();
         for field in fields() {
             expect_field(path, &schema, &field)?;
         }
         let meta = FeatureMeta::from_schema(path, &schema)?;
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let stamps = Stamps::from_file(path, &schema)?;
+        let rows = stamps.len();
         let mut set = StampSet {
             ids: Vec::with_capacity(rows),
             labels: Vec::with_capacity(rows),
-            stamps: Vec::with_capacity(rows * TENSOR_LEN),
+            stamps,
             centre_snr: Vec::with_capacity(rows),
             meta,
             file_hash: hits_core::io::hash_file(path)?,
         };
-        for batch in &batches {
+        for batch in reader {
+            // Decoding a batch checks its stamps too (one batch in memory at a time).
+            let batch = batch?;
+            arrow_io::f32_list_values(path, &batch, "stamp")?;
             set.ids.extend(
-                arrow_io::ids(path, batch)?
+                arrow_io::ids(path, &batch)?
                     .iter()
                     .map(|id| id.unwrap_or_default().to_string()),
             );
-            set.labels.extend(arrow_io::labels(path, batch)?.iter());
-            set.stamps
-                .extend_from_slice(arrow_io::f32_list_values(path, batch, "stamp")?);
+            set.labels.extend(arrow_io::labels(path, &batch)?.iter());
             let snr = batch.column_by_name("centre_snr").expect("schema checked");
             let snr = snr
                 .as_any()
                 .downcast_ref::<arrow::array::Float32Array>()
                 .expect("schema checked");
             set.centre_snr.extend(snr.values().iter());
+        }
+        if set.ids.len() != rows {
+            return Err(FeaturesError::schema(
+                path,
+                format!(
+                    "record batches hold {} rows, the footer {rows} (corrupt file?)",
+                    set.ids.len()
+                ),
+            ));
         }
         Ok(set)
     }
@@ -189,9 +312,16 @@ impl StampSet {
         self.ids.is_empty()
     }
 
-    /// Candidate `i`: (4, 21, 21) row-major.
-    pub fn stamp(&self, i: usize) -> &[f32] {
-        &self.stamps[i * TENSOR_LEN..(i + 1) * TENSOR_LEN]
+    /// The candidates at `rows`, in that order (stamps stay where they are).
+    pub fn select(&self, rows: &[usize]) -> StampSet {
+        StampSet {
+            ids: rows.iter().map(|&r| self.ids[r].clone()).collect(),
+            labels: rows.iter().map(|&r| self.labels[r]).collect(),
+            stamps: self.stamps.select(rows),
+            centre_snr: rows.iter().map(|&r| self.centre_snr[r]).collect(),
+            meta: self.meta.clone(),
+            file_hash: self.file_hash.clone(),
+        }
     }
 }
 

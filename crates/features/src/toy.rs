@@ -35,8 +35,17 @@ pub fn stamp(i: usize) -> Vec<f32> {
 /// Write `<artifacts>/features/<split>.arrow` for each (split, rows, labelled) — ids
 /// `<split>-000`, labels alternating 0, 1 — and the features manifest.
 pub fn write_features(pipeline: &Pipeline, splits: &[(&str, usize, bool)]) {
+    write_features_as(pipeline, splits, NormalisationSpec::None);
+}
+
+/// [`write_features`], with files that claim `normalisation` (the values stay the same).
+pub fn write_features_as(
+    pipeline: &Pipeline,
+    splits: &[(&str, usize, bool)],
+    normalisation: NormalisationSpec,
+) {
     let dir = pipeline.stage_dir(STAGE);
-    let meta = FeatureMeta::new(NormalisationSpec::None, "ingest-hash".into());
+    let meta = FeatureMeta::new(normalisation, "ingest-hash".into());
     let mut manifest = Manifest::new(STAGE, "toy", pipeline);
     for &(split, rows, labelled) in splits {
         let labels: Vec<Option<u8>> = (0..rows)

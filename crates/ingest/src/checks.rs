@@ -19,25 +19,17 @@ pub const CHECKS: &[&str] = &[
     "labels in {0,1}, exactly one per candidate (labelled splits)",
 ];
 
-/// The ids of `channel`'s file must equal those of the first channel, row by row.
+/// The ids of a chunk of another channel file must equal the reference channel's, row by row;
+/// `first_row` is the chunk's first row in both files.
 pub(crate) fn check_alignment(
     reference: (&Path, &[String]),
     other: (&Path, &[String]),
+    first_row: usize,
 ) -> Result<(), IngestError> {
     let (ref_path, ref_ids) = reference;
     let (path, ids) = other;
-    if ids.len() != ref_ids.len() {
-        return Err(IngestError::file(
-            path,
-            format!(
-                "has {} candidate rows but {} has {}: channel files must be aligned row by row",
-                ids.len(),
-                ref_path.display(),
-                ref_ids.len()
-            ),
-        ));
-    }
-    if let Some(row) = ids.iter().zip(ref_ids).position(|(a, b)| a != b) {
+    if let Some(i) = ids.iter().zip(ref_ids).position(|(a, b)| a != b) {
+        let row = first_row + i;
         return Err(IngestError::Cell {
             path: path.to_path_buf(),
             row: row + 1,
@@ -45,137 +37,203 @@ pub(crate) fn check_alignment(
             column: "id".into(),
             message: format!(
                 "id '{}' but row {} of {} is '{}': ids must match, in the same order, across channel files",
-                ids[row],
+                ids[i],
                 row + 1,
                 ref_path.display(),
-                ref_ids[row]
+                ref_ids[i]
             ),
         });
     }
     Ok(())
 }
 
-pub(crate) fn check_duplicate_ids(
-    path: &Path,
-    ids: &[String],
-    has_header: bool,
-) -> Result<(), IngestError> {
-    let mut first_row: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
-    for (row, id) in ids.iter().enumerate() {
-        if let Some(previous) = first_row.insert(id, row) {
-            return Err(IngestError::Cell {
-                path: path.to_path_buf(),
-                row: row + 1,
-                line: row + 1 + usize::from(has_header),
-                column: "id".into(),
-                message: format!("duplicate id '{id}' (first at row {})", previous + 1),
-            });
-        }
-    }
-    Ok(())
+/// The error for channel files of different lengths.
+pub(crate) fn row_count_mismatch(reference: (&Path, usize), other: (&Path, usize)) -> IngestError {
+    IngestError::file(
+        other.0,
+        format!(
+            "has {} candidate rows but {} has {}: channel files must be aligned row by row",
+            other.1,
+            reference.0.display(),
+            reference.1
+        ),
+    )
 }
 
-/// Two candidates whose four channels are identical bit for bit are one candidate twice.
-pub(crate) fn check_duplicate_stamps(
-    dir: &Path,
-    ids: &[String],
-    channels: &[Vec<f32>; 4],
-) -> Result<(), IngestError> {
-    let row_bytes = |row: usize, bytes: &mut Vec<u8>| {
-        bytes.clear();
-        for c in Channel::ALL {
-            for v in &channels[c.index()][row * STAMP_PIXELS..(row + 1) * STAMP_PIXELS] {
-                bytes.extend_from_slice(&v.to_bits().to_le_bytes());
+/// Ids seen so far in a channel file, to refuse a duplicate.
+pub(crate) struct IdRegistry {
+    first_row: HashMap<String, usize>,
+}
+
+impl IdRegistry {
+    pub fn new() -> Self {
+        IdRegistry {
+            first_row: HashMap::new(),
+        }
+    }
+
+    /// Register a chunk's ids; `first_row` is the chunk's first row in the file.
+    pub fn add(
+        &mut self,
+        path: &Path,
+        has_header: bool,
+        first_row: usize,
+        ids: &[String],
+    ) -> Result<(), IngestError> {
+        for (i, id) in ids.iter().enumerate() {
+            let row = first_row + i;
+            if let Some(previous) = self.first_row.insert(id.clone(), row) {
+                return Err(IngestError::Cell {
+                    path: path.to_path_buf(),
+                    row: row + 1,
+                    line: row + 1 + usize::from(has_header),
+                    column: "id".into(),
+                    message: format!("duplicate id '{id}' (first at row {})", previous + 1),
+                });
             }
         }
-    };
-    let (mut bytes, mut earlier_bytes) = (Vec::new(), Vec::new());
-    let mut first_row: HashMap<[u8; 32], usize> = HashMap::with_capacity(ids.len());
-    for row in 0..ids.len() {
-        row_bytes(row, &mut bytes);
-        let Some(&earlier) = first_row.get(blake3::hash(&bytes).as_bytes()) else {
-            first_row.insert(*blake3::hash(&bytes).as_bytes(), row);
-            continue;
-        };
-        row_bytes(earlier, &mut earlier_bytes);
-        if earlier_bytes == bytes {
-            return Err(IngestError::file(
-                dir,
-                format!(
-                    "duplicate candidate: rows {} and {} (ids '{}' and '{}') have identical stamps in all four channels",
-                    earlier + 1,
-                    row + 1,
-                    ids[earlier],
-                    ids[row]
-                ),
-            ));
-        }
+        Ok(())
     }
-    Ok(())
 }
 
-/// Order `labels` (read with their ids) like `ids`; every candidate needs exactly one label.
-pub(crate) fn align_labels(
-    path: &Path,
-    ids: &[String],
-    label_ids: Option<&[String]>,
-    labels: &[u8],
-    candidates_file: &Path,
-) -> Result<Vec<u8>, IngestError> {
-    let Some(label_ids) = label_ids else {
-        // Plain layout: labels are aligned by row.
-        if labels.len() != ids.len() {
-            return Err(IngestError::file(
-                path,
-                format!(
-                    "has {} labels for {} candidates in {}",
-                    labels.len(),
-                    ids.len(),
-                    candidates_file.display()
-                ),
-            ));
-        }
-        return Ok(labels.to_vec());
-    };
-    let mut by_id: HashMap<&str, (usize, u8)> = HashMap::with_capacity(label_ids.len());
-    for (row, (id, label)) in label_ids.iter().zip(labels).enumerate() {
-        if let Some((previous, _)) = by_id.insert(id, (row, *label)) {
-            return Err(IngestError::Cell {
-                path: path.to_path_buf(),
-                row: row + 1,
-                line: row + 2,
-                column: "id".into(),
-                message: format!("second label for id '{id}' (first at row {})", previous + 1),
-            });
+/// Digests of the candidates seen so far: two candidates whose four channels are identical bit
+/// for bit are one candidate twice. A BLAKE3 digest (256 bits) stands for the stamps, so
+/// memory holds 32 bytes per candidate rather than its pixels.
+pub(crate) struct StampRegistry {
+    first: HashMap<[u8; 32], (usize, String)>,
+    bytes: Vec<u8>,
+}
+
+impl StampRegistry {
+    pub fn new() -> Self {
+        StampRegistry {
+            first: HashMap::new(),
+            bytes: Vec::new(),
         }
     }
-    let mut aligned = Vec::with_capacity(ids.len());
-    for (row, id) in ids.iter().enumerate() {
-        match by_id.remove(id.as_str()) {
-            Some((_, label)) => aligned.push(label),
-            None => {
+
+    /// Register a chunk's candidates (`channels` row-major, `ids.len()` rows each).
+    pub fn add(
+        &mut self,
+        dir: &Path,
+        first_row: usize,
+        ids: &[String],
+        channels: &[Vec<f32>; 4],
+    ) -> Result<(), IngestError> {
+        for (i, id) in ids.iter().enumerate() {
+            self.bytes.clear();
+            for c in Channel::ALL {
+                for v in &channels[c.index()][i * STAMP_PIXELS..(i + 1) * STAMP_PIXELS] {
+                    self.bytes.extend_from_slice(&v.to_bits().to_le_bytes());
+                }
+            }
+            let digest = *blake3::hash(&self.bytes).as_bytes();
+            let row = first_row + i;
+            if let Some((earlier, earlier_id)) = self.first.get(&digest) {
                 return Err(IngestError::file(
+                    dir,
+                    format!(
+                        "duplicate candidate: rows {} and {} (ids '{earlier_id}' and '{id}') have identical stamps in all four channels",
+                        earlier + 1,
+                        row + 1,
+                    ),
+                ));
+            }
+            self.first.insert(digest, (row, id.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// The labels of a split, handed out candidate by candidate; every candidate needs exactly one.
+pub(crate) enum Labels {
+    /// `id_header` layout: by id (row in the labels file, label).
+    ById(HashMap<String, (usize, u8)>),
+    /// `plain` layout: aligned by row.
+    ByRow(Vec<u8>),
+}
+
+impl Labels {
+    /// Index the labels read from `path` (with their ids in the `id_header` layout).
+    pub fn new(
+        path: &Path,
+        label_ids: Option<Vec<String>>,
+        labels: Vec<u8>,
+    ) -> Result<Self, IngestError> {
+        let Some(label_ids) = label_ids else {
+            return Ok(Labels::ByRow(labels));
+        };
+        let mut by_id = HashMap::with_capacity(label_ids.len());
+        for (row, (id, label)) in label_ids.into_iter().zip(labels).enumerate() {
+            if let Some((previous, _)) = by_id.get(&id) {
+                return Err(IngestError::Cell {
+                    path: path.to_path_buf(),
+                    row: row + 1,
+                    line: row + 2,
+                    column: "id".into(),
+                    message: format!("second label for id '{id}' (first at row {})", previous + 1),
+                });
+            }
+            by_id.insert(id, (row, label));
+        }
+        Ok(Labels::ById(by_id))
+    }
+
+    /// The label of candidate `id` at `row` of `candidates_file`. A plain-layout row past
+    /// the last label gets 0 here; [`Labels::finish`] refuses the count.
+    pub fn take(
+        &mut self,
+        path: &Path,
+        id: &str,
+        row: usize,
+        candidates_file: &Path,
+    ) -> Result<u8, IngestError> {
+        match self {
+            Labels::ByRow(labels) => Ok(labels.get(row).copied().unwrap_or(0)),
+            Labels::ById(by_id) => match by_id.remove(id) {
+                Some((_, label)) => Ok(label),
+                None => Err(IngestError::file(
                     path,
                     format!(
                         "no label for candidate '{id}' (row {} of {})",
                         row + 1,
                         candidates_file.display()
                     ),
-                ));
-            }
+                )),
+            },
         }
     }
-    if let Some((id, (row, _))) = by_id.into_iter().min_by_key(|(_, (row, _))| *row) {
-        return Err(IngestError::Cell {
-            path: path.to_path_buf(),
-            row: row + 1,
-            line: row + 2,
-            column: "id".into(),
-            message: format!(
-                "label for '{id}', which is not a candidate in {}",
-                candidates_file.display()
-            ),
-        });
+
+    /// After all `candidates` rows: refuse labels left over (or missing, in the plain layout).
+    pub fn finish(
+        self,
+        path: &Path,
+        candidates: usize,
+        candidates_file: &Path,
+    ) -> Result<(), IngestError> {
+        match self {
+            Labels::ByRow(labels) if labels.len() != candidates => Err(IngestError::file(
+                path,
+                format!(
+                    "has {} labels for {candidates} candidates in {}",
+                    labels.len(),
+                    candidates_file.display()
+                ),
+            )),
+            Labels::ByRow(_) => Ok(()),
+            Labels::ById(by_id) => match by_id.into_iter().min_by_key(|(_, (row, _))| *row) {
+                Some((id, (row, _))) => Err(IngestError::Cell {
+                    path: path.to_path_buf(),
+                    row: row + 1,
+                    line: row + 2,
+                    column: "id".into(),
+                    message: format!(
+                        "label for '{id}', which is not a candidate in {}",
+                        candidates_file.display()
+                    ),
+                }),
+                None => Ok(()),
+            },
+        }
     }
-    Ok(aligned)
 }

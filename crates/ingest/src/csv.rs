@@ -1,9 +1,9 @@
-//! Reading one CSV with polars, and pinpointing the first bad cell when polars finds one.
+//! Reading CSVs with polars, and pinpointing the first bad cell when polars finds one.
 //!
-//! The fast path hands the whole file to polars with a fixed schema and `ignore_errors`, so a
-//! bad cell becomes a null instead of aborting the read. Only when something is wrong (a null,
-//! a non-finite value, or a polars error) is the file scanned line by line to name the exact
-//! row, column and offending text.
+//! Channel files are read in chunks of rows ([`ChunkedCsv`]), labels files whole. polars
+//! parses each with a fixed schema and `ignore_errors`, so a bad cell becomes a null instead
+//! of aborting the read. Only when something is wrong (a null, a non-finite value, or a
+//! polars error) is the file scanned line by line to name the exact row, column and text.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -183,9 +183,10 @@ fn first_line(path: &Path) -> Result<String, IngestError> {
     Ok(line)
 }
 
-/// Read `path` with polars. Returns a single-chunk frame with one row per candidate.
+/// Read all of `path` with polars (a labels file: a few bytes per candidate). Returns a
+/// single-chunk frame with one row per candidate.
 pub(crate) fn read_frame(path: &Path, columns: &Columns) -> Result<DataFrame, IngestError> {
-    let frame = hits_core::decoder::catch_panic(|| {
+    let frame = parse(path, columns, || {
         CsvReadOptions::default()
             .with_has_header(columns.has_header)
             .with_schema(Some(Arc::new(columns.polars_schema())))
@@ -194,17 +195,7 @@ pub(crate) fn read_frame(path: &Path, columns: &Columns) -> Result<DataFrame, In
             .with_raise_if_empty(false)
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .and_then(|reader| reader.finish())
-            .map_err(|e| one_line(&e))
-    });
-    // The line-by-line diagnosis names the row and column; polars' own message is the fallback.
-    let frame = match frame.and_then(|frame| frame) {
-        Ok(frame) => frame,
-        Err(message) => {
-            return Err(
-                locate_problem(path, columns).unwrap_or_else(|| IngestError::file(path, message))
-            );
-        }
-    };
+    })?;
     if frame.height() == 0 {
         return Err(IngestError::file(
             path,
@@ -212,6 +203,132 @@ pub(crate) fn read_frame(path: &Path, columns: &Columns) -> Result<DataFrame, In
         ));
     }
     Ok(frame)
+}
+
+/// Run a polars read, turning a polars error or panic into an error naming the first bad row
+/// and column (found by scanning the file), or polars' own message as the fallback.
+fn parse(
+    path: &Path,
+    columns: &Columns,
+    read: impl FnOnce() -> PolarsResult<DataFrame>,
+) -> Result<DataFrame, IngestError> {
+    let frame =
+        hits_core::decoder::catch_panic(|| read().map_err(|e| one_line(&e))).and_then(|r| r);
+    frame.map_err(|message| {
+        locate_problem(path, columns).unwrap_or_else(|| IngestError::file(path, message))
+    })
+}
+
+/// A channel CSV read in chunks of rows, each parsed by polars on its own, so memory is
+/// bounded by the chunk whatever the length of the file.
+pub(crate) struct ChunkedCsv<'a> {
+    path: &'a Path,
+    columns: &'a Columns,
+    reader: BufReader<File>,
+    /// Data rows handed out so far.
+    rows: usize,
+    text: Vec<u8>,
+}
+
+/// One chunk of a CSV: its rows as a frame, and the index of its first row in the file.
+pub(crate) struct Chunk {
+    pub frame: DataFrame,
+    pub first_row: usize,
+}
+
+impl<'a> ChunkedCsv<'a> {
+    pub fn open(path: &'a Path, columns: &'a Columns) -> Result<Self, IngestError> {
+        let file = File::open(path).map_err(|e| IngestError::file(path, e.to_string()))?;
+        let mut csv = ChunkedCsv {
+            path,
+            columns,
+            reader: BufReader::with_capacity(1 << 20, file),
+            rows: 0,
+            text: Vec::new(),
+        };
+        if columns.has_header {
+            csv.read_records(1)?;
+        }
+        Ok(csv)
+    }
+
+    /// Append up to `max` whole records (a quoted field may hold a newline) to `self.text`;
+    /// returns how many were read.
+    fn read_records(&mut self, max: usize) -> Result<usize, IngestError> {
+        let mut records = 0;
+        let mut open_quotes = false;
+        while records < max {
+            let start = self.text.len();
+            let read = self
+                .reader
+                .read_until(b'\n', &mut self.text)
+                .map_err(|e| IngestError::file(self.path, e.to_string()))?;
+            if read == 0 {
+                // A last line without a newline was counted when it was read.
+                break;
+            }
+            let quotes = self.text[start..].iter().filter(|&&b| b == b'"').count();
+            open_quotes ^= quotes % 2 == 1;
+            let blank = self.text[start..].iter().all(u8::is_ascii_whitespace);
+            if blank && !open_quotes {
+                self.text.truncate(start); // polars skips blank lines too
+            } else if !open_quotes {
+                records += 1;
+            }
+        }
+        Ok(records)
+    }
+
+    /// The next chunk of at most `max_rows` rows, or `None` at the end of the file.
+    pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk>, IngestError> {
+        self.text.clear();
+        let records = self.read_records(max_rows)?;
+        if records == 0 {
+            return Ok(None);
+        }
+        let text = std::mem::take(&mut self.text);
+        let frame = parse(self.path, self.columns, || {
+            CsvReadOptions::default()
+                .with_has_header(false)
+                .with_schema(Some(Arc::new(self.columns.polars_schema())))
+                .with_ignore_errors(true)
+                .with_rechunk(true)
+                .with_raise_if_empty(false)
+                .into_reader_with_file_handle(std::io::Cursor::new(text))
+                .finish()
+        })?;
+        if frame.height() != records {
+            // polars read the text differently from our record split (stray quotes, ...).
+            return Err(locate_problem(self.path, self.columns).unwrap_or_else(|| {
+                IngestError::file(
+                    self.path,
+                    format!(
+                        "rows {}..{}: {records} records but polars read {}",
+                        self.rows + 1,
+                        self.rows + records,
+                        frame.height()
+                    ),
+                )
+            }));
+        }
+        let chunk = Chunk {
+            frame,
+            first_row: self.rows,
+        };
+        self.rows += records;
+        Ok(Some(chunk))
+    }
+
+    /// Data rows in the whole file (reads what is left of it without parsing).
+    pub fn count_rows(mut self) -> Result<usize, IngestError> {
+        loop {
+            self.text.clear();
+            match self.read_records(1 << 16)? {
+                0 => return Ok(self.rows),
+                n => self.rows += n,
+            }
+        }
+    }
 }
 
 /// polars messages can span lines; an error here is always one line.
@@ -227,40 +344,43 @@ fn one_line(error: &PolarsError) -> String {
 /// value it rejects (a null, or out of range) is reported with its row, column and text.
 fn convert_column<T: PolarsPhysicalType, R>(
     path: &Path,
-    frame: &DataFrame,
+    chunk: &Chunk,
     columns: &Columns,
     index: usize,
     accept: impl Fn(Option<T::Physical<'_>>) -> Option<R>,
 ) -> Result<Vec<R>, IngestError> {
-    let values = frame
+    let values = chunk
+        .frame
         .column(columns.names[index].as_str())
         .and_then(|column| column.as_materialized_series().unpack::<T>())
         .map_err(|e| IngestError::file(path, one_line(&e)))?;
     values
         .iter()
         .enumerate()
-        .map(|(row, value)| accept(value).ok_or_else(|| cell_problem(path, columns, row, index)))
+        .map(|(row, value)| {
+            accept(value).ok_or_else(|| cell_problem(path, columns, chunk.first_row + row, index))
+        })
         .collect()
 }
 
 /// Pixel column `index`: finite numbers.
 pub(crate) fn pixel_column(
     path: &Path,
-    frame: &DataFrame,
+    chunk: &Chunk,
     columns: &Columns,
     index: usize,
 ) -> Result<Vec<f32>, IngestError> {
-    convert_column::<Float32Type, _>(path, frame, columns, index, |v| v.filter(|v| v.is_finite()))
+    convert_column::<Float32Type, _>(path, chunk, columns, index, |v| v.filter(|v| v.is_finite()))
 }
 
 /// Id column `index`: non-empty text.
 pub(crate) fn id_column(
     path: &Path,
-    frame: &DataFrame,
+    chunk: &Chunk,
     columns: &Columns,
     index: usize,
 ) -> Result<Vec<String>, IngestError> {
-    convert_column::<StringType, _>(path, frame, columns, index, |v| {
+    convert_column::<StringType, _>(path, chunk, columns, index, |v| {
         v.filter(|id| !id.is_empty()).map(str::to_string)
     })
 }
@@ -268,11 +388,11 @@ pub(crate) fn id_column(
 /// Label column `index`: 0 or 1.
 pub(crate) fn label_column(
     path: &Path,
-    frame: &DataFrame,
+    chunk: &Chunk,
     columns: &Columns,
     index: usize,
 ) -> Result<Vec<u8>, IngestError> {
-    convert_column::<Int64Type, _>(path, frame, columns, index, |v| {
+    convert_column::<Int64Type, _>(path, chunk, columns, index, |v| {
         v.and_then(|l| u8::try_from(l).ok()).filter(|l| *l <= 1)
     })
 }

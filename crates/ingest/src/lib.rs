@@ -1,6 +1,8 @@
 //! Stage 1, `ingest`: read a split's four channel CSVs (and labels) with polars, refuse
 //! anything malformed with a one-line error naming file, row and column, and write the
-//! validated candidates as Arrow IPC with a JSON report.
+//! validated candidates as Arrow IPC with a JSON report. Channel files are streamed in chunks
+//! of [`CHUNK_ROWS`] candidates, so memory does not grow with the size of a split beyond a
+//! few dozen bytes per candidate.
 //!
 //! Output per split, in `<artifacts>/ingest/`:
 //! - `<split>.arrow`: `id` Utf8, `label` UInt8 (null when unlabelled), and one
@@ -13,14 +15,14 @@ mod csv;
 mod error;
 mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt8Array};
 use arrow::datatypes::{Schema, SchemaRef};
 use hits_core::arrow_io::{
-    BATCH_ROWS, f32_list_array, f32_list_field, id_field, label_field, write_ipc,
+    BATCH_ROWS, IpcWriter, f32_list_array, f32_list_field, id_field, label_field,
 };
 use hits_core::config::{DataConfig, Layout, SplitConfig};
 use hits_core::io::write_json_atomic;
@@ -31,21 +33,190 @@ pub use checks::CHECKS;
 pub use error::IngestError;
 pub use report::{ChannelStats, SplitReport};
 
-use crate::csv::{Columns, id_column, label_column, pixel_column, read_frame};
+use crate::checks::{IdRegistry, Labels, StampRegistry};
+use crate::csv::{Chunk, ChunkedCsv, Columns, id_column, label_column, pixel_column, read_frame};
+use crate::report::StatsAccumulator;
 
 pub const STAGE: &str = "ingest";
 
-/// A validated split: candidates in file order.
-#[derive(Debug, Clone)]
-pub struct SplitData {
-    pub name: String,
+/// Candidates per chunk: one chunk of each channel file is in memory at a time, and each
+/// becomes one record batch.
+pub const CHUNK_ROWS: usize = BATCH_ROWS;
+
+/// Validated candidates `first_row..first_row + ids.len()` of a split, in file order.
+#[derive(Debug, Clone, Default)]
+pub struct SplitChunk {
+    pub first_row: usize,
     pub ids: Vec<String>,
     /// One label per candidate for a labelled split.
     pub labels: Option<Vec<u8>>,
     /// Per channel (in [`Channel::ALL`] order), `ids.len()` row-major 21x21 stamps.
     pub channels: [Vec<f32>; 4],
+}
+
+/// What validating a whole split found, besides its candidates.
+#[derive(Debug, Clone)]
+pub struct SplitScan {
+    pub name: String,
+    pub rows: usize,
+    /// Candidates per label, bogus then real, for a labelled split.
+    pub label_counts: Option<[usize; 2]>,
+    /// Per channel, in [`Channel::ALL`] order.
+    pub channel_stats: [ChannelStats; 4],
     /// The files read, channel files first.
     pub files: Vec<PathBuf>,
+}
+
+/// Read and validate split `name` chunk by chunk (`chunk_rows` candidates of each channel
+/// file at a time; `run` uses [`CHUNK_ROWS`]), handing every validated chunk to `sink`. Memory holds one chunk plus a
+/// few dozen bytes per candidate (its id, and digests to find duplicates), whatever the size
+/// of the split. A split is only valid once this returns `Ok`: checks that need every row
+/// (duplicates, labels left over) can fail after chunks were handed out.
+pub fn scan_split(
+    data: &DataConfig,
+    name: &str,
+    split: &SplitConfig,
+    chunk_rows: usize,
+    mut sink: impl FnMut(SplitChunk) -> Result<(), IngestError>,
+) -> Result<SplitScan, IngestError> {
+    let paths = data.split_files(split);
+    let channel_paths = &paths[..Channel::ALL.len()];
+    let columns: Vec<Columns> = channel_paths
+        .iter()
+        .map(|path| Columns::channel(path, data.layout, &data.id_column, data.header))
+        .collect::<Result<_, _>>()?;
+    let template = channel_paths[0].as_path();
+    // (labels file, its labels) of a labelled split.
+    let mut labels = match paths.get(Channel::ALL.len()) {
+        Some(labels_path) => {
+            let columns = Columns::labels(labels_path, data.layout, &data.id_column, data.header)?;
+            let whole = Chunk {
+                frame: read_frame(labels_path, &columns)?,
+                first_row: 0,
+            };
+            let values = label_column(labels_path, &whole, &columns, columns.kinds.len() - 1)?;
+            let label_ids = match data.layout {
+                Layout::IdHeader => Some(id_column(labels_path, &whole, &columns, 0)?),
+                Layout::Plain => None,
+            };
+            Some((labels_path, Labels::new(labels_path, label_ids, values)?))
+        }
+        None => None,
+    };
+
+    let mut readers: Vec<ChunkedCsv> = channel_paths
+        .iter()
+        .zip(&columns)
+        .map(|(path, columns)| ChunkedCsv::open(path, columns))
+        .collect::<Result<_, _>>()?;
+    let mut ids_seen = IdRegistry::new();
+    let mut stamps_seen = StampRegistry::new();
+    let mut stats: [StatsAccumulator; 4] = Default::default();
+    let mut label_counts = [0usize; 2];
+    let mut rows = 0;
+    loop {
+        let mut chunk = SplitChunk {
+            first_row: rows,
+            ..SplitChunk::default()
+        };
+        let mut ended = [false; 4];
+        for channel in Channel::ALL {
+            let c = channel.index();
+            let (path, columns) = (channel_paths[c].as_path(), &columns[c]);
+            let Some(part) = readers[c].next_chunk(chunk_rows.max(1))? else {
+                if rows == 0 {
+                    return Err(IngestError::file(
+                        path,
+                        "has a header but no candidate rows",
+                    ));
+                }
+                ended[c] = true;
+                continue;
+            };
+            let n = part.frame.height();
+            let ids = match data.layout {
+                Layout::IdHeader => id_column(path, &part, columns, 0)?,
+                Layout::Plain => (rows..rows + n).map(|row| row.to_string()).collect(),
+            };
+            if c == 0 {
+                ids_seen.add(path, columns.has_header, rows, &ids)?;
+                chunk.ids = ids;
+            } else if n != chunk.ids.len() || ended[0] {
+                break; // a length mismatch, reported below
+            } else {
+                checks::check_alignment((template, &chunk.ids), (path, &ids), rows)?;
+            }
+            let first_pixel = columns.kinds.len() - STAMP_PIXELS;
+            let pixels = &mut chunk.channels[c];
+            *pixels = vec![0.0; n * STAMP_PIXELS];
+            for p in 0..STAMP_PIXELS {
+                for (row, v) in pixel_column(path, &part, columns, first_pixel + p)?
+                    .into_iter()
+                    .enumerate()
+                {
+                    pixels[row * STAMP_PIXELS + p] = v;
+                }
+            }
+        }
+        let lengths: Vec<usize> = chunk.channels.iter().map(|p| p.len()).collect();
+        if lengths.iter().any(|&len| len != lengths[0]) || ended.iter().any(|&e| e != ended[0]) {
+            // Channel files of different lengths: count every file to say by how much.
+            let counts: Vec<usize> = readers
+                .into_iter()
+                .map(ChunkedCsv::count_rows)
+                .collect::<Result<_, _>>()?;
+            let c = (1..4).find(|&c| counts[c] != counts[0]).unwrap_or(1);
+            return Err(checks::row_count_mismatch(
+                (template, counts[0]),
+                (&channel_paths[c], counts[c]),
+            ));
+        }
+        if ended[0] {
+            break;
+        }
+        stamps_seen.add(&split.dir, rows, &chunk.ids, &chunk.channels)?;
+        if let Some((labels_path, labels)) = &mut labels {
+            let chunk_labels = chunk
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| labels.take(labels_path, id, rows + i, template))
+                .collect::<Result<Vec<u8>, _>>()?;
+            for &l in &chunk_labels {
+                label_counts[usize::from(l)] += 1;
+            }
+            chunk.labels = Some(chunk_labels);
+        }
+        for c in Channel::ALL {
+            stats[c.index()].add(&chunk.channels[c.index()]);
+        }
+        rows += chunk.ids.len();
+        sink(chunk)?;
+    }
+    let label_counts = match labels {
+        Some((labels_path, labels)) => {
+            labels.finish(labels_path, rows, template)?;
+            Some(label_counts)
+        }
+        None => None,
+    };
+    Ok(SplitScan {
+        name: name.to_string(),
+        rows,
+        label_counts,
+        channel_stats: std::array::from_fn(|c| stats[c].finish(channel_paths[c].clone())),
+        files: paths.clone(),
+    })
+}
+
+/// A validated split held in memory: candidates in file order.
+#[derive(Debug, Clone)]
+pub struct SplitData {
+    pub ids: Vec<String>,
+    /// One label per candidate for a labelled split.
+    pub labels: Option<Vec<u8>>,
+    /// Per channel (in [`Channel::ALL`] order), `ids.len()` row-major 21x21 stamps.
+    pub channels: [Vec<f32>; 4],
 }
 
 impl SplitData {
@@ -58,73 +229,30 @@ impl SplitData {
     }
 }
 
-/// Read and validate split `name`.
+/// Read and validate split `name` into memory, `chunk_rows` candidates at a time (small
+/// splits; `run` streams with [`scan_split`]).
 pub fn read_split(
     data: &DataConfig,
     name: &str,
     split: &SplitConfig,
+    chunk_rows: usize,
 ) -> Result<SplitData, IngestError> {
-    let paths = data.split_files(split);
-    let mut files: Vec<PathBuf> = Vec::new();
-    let mut ids: Option<Vec<String>> = None;
-    let mut channels: [Vec<f32>; 4] = Default::default();
-    for channel in Channel::ALL {
-        let path = paths[channel.index()].clone();
-        let columns = Columns::channel(&path, data.layout, &data.id_column, data.header)?;
-        let frame = read_frame(&path, &columns)?;
-        let rows = frame.height();
-        let channel_ids = match data.layout {
-            Layout::IdHeader => id_column(&path, &frame, &columns, 0)?,
-            Layout::Plain => (0..rows).map(|row| row.to_string()).collect(),
-        };
-        let first_pixel = columns.kinds.len() - STAMP_PIXELS;
-        let pixels = &mut channels[channel.index()];
-        *pixels = vec![0.0; rows * STAMP_PIXELS];
-        for p in 0..STAMP_PIXELS {
-            for (row, v) in pixel_column(&path, &frame, &columns, first_pixel + p)?
-                .into_iter()
-                .enumerate()
-            {
-                pixels[row * STAMP_PIXELS + p] = v;
-            }
-        }
-        match &ids {
-            None => {
-                checks::check_duplicate_ids(&path, &channel_ids, columns.has_header)?;
-                ids = Some(channel_ids);
-            }
-            Some(reference) => {
-                checks::check_alignment((&files[0], reference), (&path, &channel_ids))?
-            }
-        }
-        files.push(path);
-    }
-    let ids = ids.expect("four channels were read");
-    checks::check_duplicate_stamps(&split.dir, &ids, &channels)?;
-
-    let labels = if split.labelled {
-        let path = paths[Channel::ALL.len()].clone();
-        let columns = Columns::labels(&path, data.layout, &data.id_column, data.header)?;
-        let frame = read_frame(&path, &columns)?;
-        let label_index = columns.kinds.len() - 1;
-        let values = label_column(&path, &frame, &columns, label_index)?;
-        let label_ids = match data.layout {
-            Layout::IdHeader => Some(id_column(&path, &frame, &columns, 0)?),
-            Layout::Plain => None,
-        };
-        let aligned = checks::align_labels(&path, &ids, label_ids.as_deref(), &values, &files[0])?;
-        files.push(path);
-        Some(aligned)
-    } else {
-        None
+    let mut all = SplitData {
+        ids: Vec::new(),
+        labels: split.labelled.then(Vec::new),
+        channels: Default::default(),
     };
-    Ok(SplitData {
-        name: name.to_string(),
-        ids,
-        labels,
-        channels,
-        files,
-    })
+    scan_split(data, name, split, chunk_rows, |chunk| {
+        all.ids.extend(chunk.ids);
+        if let (Some(all), Some(labels)) = (&mut all.labels, chunk.labels) {
+            all.extend(labels);
+        }
+        for (all, pixels) in all.channels.iter_mut().zip(chunk.channels) {
+            all.extend(pixels);
+        }
+        Ok(())
+    })?;
+    Ok(all)
 }
 
 /// The Arrow schema of `<split>.arrow`.
@@ -134,52 +262,33 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Write a validated split as Arrow IPC, in batches of [`BATCH_ROWS`].
-pub fn write_arrow(path: &Path, split: &SplitData) -> Result<(), IngestError> {
-    let schema = schema();
-    let batches = (0..split.len()).step_by(BATCH_ROWS).map(|start| {
-        let end = (start + BATCH_ROWS).min(split.len());
-        let ids: ArrayRef = Arc::new(StringArray::from_iter_values(&split.ids[start..end]));
-        let labels: ArrayRef = Arc::new(match &split.labels {
-            Some(labels) => UInt8Array::from(labels[start..end].to_vec()),
-            None => UInt8Array::new_null(end - start),
-        });
-        let mut columns = vec![ids, labels];
-        for c in Channel::ALL {
-            let pixels =
-                split.channels[c.index()][start * STAMP_PIXELS..end * STAMP_PIXELS].to_vec();
-            columns.push(Arc::new(f32_list_array(pixels, STAMP_PIXELS)));
-        }
-        Ok::<_, IngestError>(
-            RecordBatch::try_new(schema.clone(), columns).expect("columns match the ingest schema"),
-        )
+/// A validated chunk as a record batch of `<split>.arrow`.
+pub fn record_batch(chunk: SplitChunk) -> RecordBatch {
+    let n = chunk.ids.len();
+    let ids: ArrayRef = Arc::new(StringArray::from_iter_values(&chunk.ids));
+    let labels: ArrayRef = Arc::new(match chunk.labels {
+        Some(labels) => UInt8Array::from(labels),
+        None => UInt8Array::new_null(n),
     });
-    write_ipc(path, schema.clone(), batches)
+    let mut columns = vec![ids, labels];
+    for pixels in chunk.channels {
+        columns.push(Arc::new(f32_list_array(pixels, STAMP_PIXELS)));
+    }
+    RecordBatch::try_new(schema(), columns).expect("columns match the ingest schema")
 }
 
 /// The report of a validated split.
-pub fn report(split: &SplitData, seconds: f64) -> SplitReport {
-    let label_counts = split.labels.as_ref().map(|labels| {
-        let real = labels.iter().filter(|&&l| l == 1).count();
-        [
-            ("bogus".to_string(), labels.len() - real),
-            ("real".to_string(), real),
-        ]
-        .into()
-    });
+pub fn report(scan: &SplitScan, seconds: f64) -> SplitReport {
     SplitReport {
-        split: split.name.clone(),
-        rows: split.len(),
-        labelled: split.labels.is_some(),
-        label_counts,
+        split: scan.name.clone(),
+        rows: scan.rows,
+        labelled: scan.label_counts.is_some(),
+        label_counts: scan
+            .label_counts
+            .map(|[bogus, real]| [("bogus".to_string(), bogus), ("real".to_string(), real)].into()),
         channels: Channel::ALL
             .iter()
-            .map(|c| {
-                (
-                    c.name().to_string(),
-                    ChannelStats::of(split.files[c.index()].clone(), &split.channels[c.index()]),
-                )
-            })
+            .map(|c| (c.name().to_string(), scan.channel_stats[c.index()].clone()))
             .collect(),
         checks: CHECKS.iter().map(|s| s.to_string()).collect(),
         seconds,
@@ -196,27 +305,32 @@ pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Ingest every split of the pipeline. All splits are validated before anything is written,
-/// so bad input leaves the previous artifacts untouched.
+/// Ingest every split of the pipeline, streaming each into a temporary Arrow file. The files
+/// are put in place only once every split is valid, so bad input leaves the previous
+/// artifacts untouched.
 pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
+    let dir = pipeline.stage_dir(STAGE);
+    let schema = schema();
     let mut validated = Vec::new();
     for (name, split) in &pipeline.data.splits {
         let started = Instant::now();
-        let data = read_split(&pipeline.data, name, split)?;
-        tracing::info!(split = %name, rows = data.len(), "validated {}", split.dir.display());
-        validated.push((data, started.elapsed().as_secs_f64()));
+        let mut writer = IpcWriter::create(&dir.join(format!("{name}.arrow")), &schema)?;
+        let scan = scan_split(&pipeline.data, name, split, CHUNK_ROWS, |chunk| {
+            Ok(writer.write(&record_batch(chunk))?)
+        })?;
+        let pending = writer.finish()?;
+        tracing::info!(split = %name, rows = scan.rows, "validated {}", split.dir.display());
+        validated.push((scan, pending, started.elapsed().as_secs_f64()));
     }
-    let dir = pipeline.stage_dir(STAGE);
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
     let mut reports = Vec::new();
-    for (data, read_seconds) in &validated {
-        let started = Instant::now();
-        for file in &data.files {
+    for (scan, pending, seconds) in validated {
+        for file in &scan.files {
             manifest.add_input(file)?;
         }
-        let arrow_path = dir.join(format!("{}.arrow", data.name));
-        write_arrow(&arrow_path, data)?;
-        let report = report(data, read_seconds + started.elapsed().as_secs_f64());
+        let arrow_path = pending.path().to_path_buf();
+        pending.commit()?;
+        let report = report(&scan, seconds);
         for stats in report.channels.values() {
             if stats.sentinel_values + stats.huge_values > 0 {
                 tracing::warn!(
@@ -227,7 +341,7 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
                 );
             }
         }
-        let report_path = dir.join(format!("{}.report.json", data.name));
+        let report_path = dir.join(format!("{}.report.json", scan.name));
         write_json_atomic(&report_path, &report)?;
         manifest.add_output(&arrow_path)?;
         manifest.add_output(&report_path)?;

@@ -23,30 +23,57 @@ pub struct ChannelStats {
     pub huge_values: u64,
 }
 
-impl ChannelStats {
-    pub fn of(file: PathBuf, values: &[f32]) -> Self {
-        let (mut min, mut max, mut sum, mut sum_sq) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0);
-        let (mut sentinel_values, mut huge_values) = (0, 0);
+/// [`ChannelStats`] accumulated chunk by chunk.
+#[derive(Debug, Clone)]
+pub(crate) struct StatsAccumulator {
+    min: f64,
+    max: f64,
+    sum: f64,
+    sum_sq: f64,
+    count: u64,
+    sentinel_values: u64,
+    huge_values: u64,
+}
+
+impl Default for StatsAccumulator {
+    fn default() -> Self {
+        StatsAccumulator {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            sum_sq: 0.0,
+            count: 0,
+            sentinel_values: 0,
+            huge_values: 0,
+        }
+    }
+}
+
+impl StatsAccumulator {
+    pub fn add(&mut self, values: &[f32]) {
         for &v in values {
             let x = f64::from(v);
-            min = min.min(x);
-            max = max.max(x);
-            sum += x;
-            sum_sq += x * x;
-            sentinel_values += u64::from(SENTINELS.contains(&v));
-            huge_values += u64::from(v.abs() >= HUGE);
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+            self.sum += x;
+            self.sum_sq += x * x;
+            self.sentinel_values += u64::from(SENTINELS.contains(&v));
+            self.huge_values += u64::from(v.abs() >= HUGE);
         }
-        let n = values.len().max(1) as f64;
-        let mean = sum / n;
-        let std = (sum_sq / n - mean * mean).max(0.0).sqrt();
+        self.count += values.len() as u64;
+    }
+
+    pub fn finish(&self, file: PathBuf) -> ChannelStats {
+        let n = self.count.max(1) as f64;
+        let mean = self.sum / n;
         ChannelStats {
             file,
-            min,
-            max,
+            min: self.min,
+            max: self.max,
             mean,
-            std,
-            sentinel_values,
-            huge_values,
+            std: (self.sum_sq / n - mean * mean).max(0.0).sqrt(),
+            sentinel_values: self.sentinel_values,
+            huge_values: self.huge_values,
         }
     }
 }

@@ -79,7 +79,7 @@ proptest! {
 
         let config = DataConfig { layout, ..DataConfig::default() };
         let split = SplitConfig { dir: dir.path().to_path_buf(), labelled: true };
-        if let Err(error) = ingest::read_split(&config, "train", &split) {
+        if let Err(error) = ingest::read_split(&config, "train", &split, 2) {
             let message = error.to_string();
             prop_assert!(!message.is_empty());
             prop_assert!(!message.contains('\n'), "multi-line error: {message}");

@@ -17,12 +17,13 @@ fn data_config(layout: Layout) -> DataConfig {
     }
 }
 
+/// Read a split two candidates at a time, so every check also runs across chunk boundaries.
 fn read(dir: &Path, layout: Layout) -> Result<ingest::SplitData, String> {
     let split = SplitConfig {
         dir: dir.to_path_buf(),
         labelled: true,
     };
-    ingest::read_split(&data_config(layout), "train", &split).map_err(|e| e.to_string())
+    ingest::read_split(&data_config(layout), "train", &split, 2).map_err(|e| e.to_string())
 }
 
 fn fixture(rows: usize, layout: Layout) -> tempfile::TempDir {
@@ -50,6 +51,23 @@ fn id_header_layout_reads_every_value_in_place() {
     assert_eq!(split.labels.as_deref(), Some(&[0, 1, 0, 1, 0][..]));
     for c in 0..4 {
         assert_eq!(split.channels[c][3 * STAMP_PIXELS + 17], pixel(c, 3, 17));
+    }
+    // Chunks of any size give the same candidates.
+    let split_config = SplitConfig {
+        dir: dir.path().to_path_buf(),
+        labelled: true,
+    };
+    for chunk_rows in [1, 3, 5, 4096] {
+        let other = ingest::read_split(
+            &data_config(Layout::IdHeader),
+            "train",
+            &split_config,
+            chunk_rows,
+        )
+        .unwrap();
+        assert_eq!(other.ids, split.ids, "chunks of {chunk_rows}");
+        assert_eq!(other.labels, split.labels, "chunks of {chunk_rows}");
+        assert_eq!(other.channels, split.channels, "chunks of {chunk_rows}");
     }
 }
 
@@ -85,7 +103,7 @@ fn plain_layout_with_header_row() {
         dir: dir.path().to_path_buf(),
         labelled: true,
     };
-    let read = ingest::read_split(&data, "train", &split).unwrap();
+    let read = ingest::read_split(&data, "train", &split, 2).unwrap();
     assert_eq!(read.len(), 3);
     assert_eq!(read.channels[0][0], pixel(0, 0, 0));
 }
@@ -232,6 +250,13 @@ fn ids_differing_or_reordered_across_channels() {
     assert_error(
         read(dir.path(), Layout::IdHeader),
         &["difference.csv", "row 2", "'someone-else'", "'cand-1'"],
+    );
+    // In a later chunk, the row is still counted from the top of the file.
+    let dir = fixture(4, Layout::IdHeader);
+    set_cell(dir.path(), "snr_difference.csv", 3, 0, "someone-else");
+    assert_error(
+        read(dir.path(), Layout::IdHeader),
+        &["snr_difference.csv", "row 3 (line 4)", "'cand-2'"],
     );
 
     let dir = fixture(4, Layout::IdHeader);

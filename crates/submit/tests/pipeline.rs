@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use features::toy::write_features;
+use features::NormalisationSpec;
+use features::toy::{seed_pipeline, write_features, write_features_as};
 use hits_core::Pipeline;
 use hits_core::config::{ModelKind, SplitConfig, ThresholdRule};
 
@@ -163,4 +164,38 @@ fn tiny_pipeline_end_to_end() {
         out.contains("time per stage: simulate -, ingest -, features "),
         "{out}"
     );
+}
+
+#[test]
+fn the_binary_refuses_a_model_trained_on_other_features() {
+    let root = tempfile::tempdir().unwrap();
+    let (pipeline, file) = seed_pipeline(root.path(), 1, 40, |_| {});
+    train::run(&pipeline, false).unwrap();
+    evaluate::run(&pipeline, None).unwrap();
+    let (ok, text) = submit(&file, &["predict", "--split", "train"]);
+    assert!(ok, "{text}");
+    let out = pipeline.stage_dir("submit");
+    let before: Vec<_> = ["submission.csv", "predictions.csv", "model.json"]
+        .iter()
+        .map(|name| std::fs::read(out.join(name)).unwrap())
+        .collect();
+
+    // The features are rebuilt with another normalisation; the model was not retrained.
+    write_features_as(
+        &pipeline,
+        &[("train", 40, true)],
+        NormalisationSpec::MinmaxPerStamp,
+    );
+    let (ok, text) = submit(&file, &["predict", "--split", "train"]);
+    assert!(!ok, "{text}");
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    for part in ["model.json", "normalisation differs", "minmax_per_stamp"] {
+        assert!(errors[0].contains(part), "{part:?} not in {text}");
+    }
+    let after: Vec<_> = ["submission.csv", "predictions.csv", "model.json"]
+        .iter()
+        .map(|name| std::fs::read(out.join(name)).unwrap())
+        .collect();
+    assert!(before == after, "earlier submit artifacts changed");
 }

@@ -16,6 +16,7 @@ use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
+use features::Stamps;
 use hits_core::TENSOR_LEN;
 use hits_core::config::{ModelConfig, OptimiserConfig, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,11 +29,11 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::augment::{D4, transform};
 
-/// Labelled stamps held in memory.
-#[derive(Debug, Clone, Default)]
+/// Labelled stamps, read batch by batch (from the features file, or from memory).
+#[derive(Debug, Clone)]
 pub struct Examples {
-    /// (N, 4, 21, 21) row-major.
-    pub stamps: Vec<f32>,
+    /// (N, 4, 21, 21).
+    pub stamps: Stamps,
     /// 0 bogus, 1 real.
     pub labels: Vec<u8>,
 }
@@ -44,10 +45,6 @@ impl Examples {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
-    }
-
-    pub fn stamp(&self, i: usize) -> &[f32] {
-        &self.stamps[i * TENSOR_LEN..(i + 1) * TENSOR_LEN]
     }
 }
 
@@ -301,23 +298,20 @@ pub fn evaluate<B: Backend>(
     data: &Examples,
     batch: usize,
     device: &B::Device,
-) -> Scores {
+) -> Result<Scores, TrainError> {
     if data.is_empty() {
-        return Scores {
+        return Ok(Scores {
             loss: f64::NAN,
             accuracy: f64::NAN,
             f1: f64::NAN,
-        };
+        });
     }
     let (mut loss, mut correct) = (0.0, 0);
     let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
     let batch = batch.max(1);
     for (k, labels) in data.labels.chunks(batch).enumerate() {
-        let start = k * batch * TENSOR_LEN;
-        let x = stamps_tensor::<B>(
-            &data.stamps[start..start + labels.len() * TENSOR_LEN],
-            device,
-        );
+        let start = k * batch;
+        let x = stamps_tensor::<B>(&data.stamps.range(start..start + labels.len())?, device);
         let logits = model.forward(x);
         let values: Vec<f32> = logits
             .to_data()
@@ -341,11 +335,11 @@ pub fn evaluate<B: Backend>(
     } else {
         2.0 * tp as f64 / (2 * tp + fp + fn_) as f64
     };
-    Scores {
+    Ok(Scores {
         loss: loss / data.len() as f64,
         accuracy: correct as f64 / data.len() as f64,
         f1,
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -421,6 +415,7 @@ where
     let batches = train.len().div_ceil(batch);
     let mut complete = true;
     let mut buffer = vec![0.0f32; batch * TENSOR_LEN];
+    let mut read = Vec::with_capacity(batch * TENSOR_LEN);
     let mut labels = Vec::with_capacity(batch);
     let mut epoch = state.epochs_done;
     while epoch < cfg.epochs && !state.stopped_early {
@@ -450,17 +445,15 @@ where
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for rows in order.chunks(batch) {
             labels.clear();
-            for (j, &i) in rows.iter().enumerate() {
+            read.clear();
+            train.stamps.gather(rows, &mut read)?;
+            for (j, (&i, stamp)) in rows.iter().zip(read.chunks_exact(TENSOR_LEN)).enumerate() {
                 let t = if cfg.augment {
                     rng.random_range(0..D4)
                 } else {
                     0
                 };
-                transform(
-                    train.stamp(i),
-                    t,
-                    &mut buffer[j * TENSOR_LEN..(j + 1) * TENSOR_LEN],
-                );
+                transform(stamp, t, &mut buffer[j * TENSOR_LEN..(j + 1) * TENSOR_LEN]);
                 labels.push(train.labels[i]);
             }
             let x = stamps_tensor::<B>(&buffer[..rows.len() * TENSOR_LEN], device);
@@ -479,7 +472,7 @@ where
         }
         bar.finish_and_clear();
         let valid = model.valid();
-        let scores = evaluate(&valid, val, 256, device);
+        let scores = evaluate(&valid, val, 256, device)?;
         let (val_loss, val_accuracy) = (scores.loss, scores.accuracy);
         let row = EpochRow {
             epoch: epoch + 1,

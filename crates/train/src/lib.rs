@@ -67,12 +67,8 @@ pub fn input_spec(set: &StampSet) -> InputSpec {
 
 /// Pick rows of `set` as labelled examples.
 fn examples(set: &StampSet, rows: &[usize], labels: &[u8]) -> Examples {
-    let mut stamps = Vec::with_capacity(rows.len() * hits_core::TENSOR_LEN);
-    for &i in rows {
-        stamps.extend_from_slice(set.stamp(i));
-    }
     Examples {
-        stamps,
+        stamps: set.stamps.select(rows),
         labels: rows.iter().map(|&i| labels[i]).collect(),
     }
 }

@@ -98,3 +98,32 @@ fn features_file_with_wrong_stamp_length_is_refused() {
     manifest.write(&dir).unwrap();
     assert_refused(&pipeline, &file, &["train.arrow", "stamp", "1763"]);
 }
+
+#[test]
+fn features_file_of_another_schema_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let (pipeline, file) = trained(root.path());
+    // An ingest-like file (one column per channel, no `stamp`) in place of the features.
+    let dir = pipeline.stage_dir("features");
+    let path = dir.join("train.arrow");
+    let schema = Arc::new(Schema::new(vec![
+        id_field(),
+        label_field(),
+        f32_list_field("template", 441),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["a"])),
+        Arc::new(UInt8Array::from(vec![1])),
+        Arc::new(f32_list_array(vec![0.5; 441], 441)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    write_ipc::<CoreError>(&path, schema, [Ok(batch)]).unwrap();
+    let mut manifest = Manifest::new("features", "test", &pipeline);
+    manifest.add_output(&path).unwrap();
+    manifest.write(&dir).unwrap();
+    assert_refused(
+        &pipeline,
+        &file,
+        &["train.arrow", "no column 'stamp'", "wrong schema"],
+    );
+}

@@ -33,7 +33,10 @@ fn toy(n: usize, salt: u64) -> Examples {
         }
         labels.push(label);
     }
-    Examples { stamps, labels }
+    Examples {
+        stamps: stamps.into(),
+        labels,
+    }
 }
 
 fn options(
@@ -114,7 +117,7 @@ fn seed_cnn_learns_a_separable_toy_set() {
         "validation accuracy {}: {h:?}",
         last.val_accuracy
     );
-    let scores = train::fit::evaluate::<Cpu>(&fitted.model, &val, 32, &Default::default());
+    let scores = train::fit::evaluate::<Cpu>(&fitted.model, &val, 32, &Default::default()).unwrap();
     assert_eq!(scores.accuracy, last.val_accuracy);
     assert!(scores.f1 > 0.9, "{scores:?}");
 }
@@ -145,8 +148,12 @@ fn resume_equals_uninterrupted_training() {
     let resumed = fit::<CpuAutodiff>(&device, &opts, &train, &val, parts_dir.path(), true).unwrap();
     assert_eq!(curves(&resumed.history), curves(&whole.history));
     let (p, q) = (
-        whole.model.predict(&val.stamps, 8, &device),
-        resumed.model.predict(&val.stamps, 8, &device),
+        whole
+            .model
+            .predict(&val.stamps.range(0..val.len()).unwrap(), 8, &device),
+        resumed
+            .model
+            .predict(&val.stamps.range(0..val.len()).unwrap(), 8, &device),
     );
     assert_eq!(bits(&p), bits(&q));
 
@@ -249,7 +256,10 @@ fn run_writes_every_output_and_the_model_refuses_other_features() {
         model::metadata::load::<Cpu>(&out, &train::input_spec(&set), &device).unwrap();
     assert_eq!(meta.parameters, 41_986);
     assert_eq!(meta.threshold, 0.5);
-    assert_eq!(model.predict(set.stamp(0), 1, &device).len(), 1);
+    assert_eq!(
+        model.predict(&set.stamps.get(0).unwrap(), 1, &device).len(),
+        1
+    );
     let zscore = stamp_set(
         &toy(4, 8),
         NormalisationSpec::Zscore {
