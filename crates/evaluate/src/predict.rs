@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::AutodiffBackend;
 use features::StampSet;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::ModelMetadata;
 use model::backend::BackendTask;
+use model::channels_last::TrainBackend;
 
 use crate::EvaluateError;
 
@@ -30,7 +30,7 @@ struct Predict<'a> {
 impl BackendTask for Predict<'_> {
     type Output = Result<(Vec<f64>, ModelMetadata), EvaluateError>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, _backend: &'static str) -> Self::Output {
+    fn run<B: TrainBackend>(self, device: B::Device, _backend: &'static str) -> Self::Output {
         let input = train::input_spec(self.set);
         let (model, metadata) =
             model::metadata::load::<B::InnerBackend>(self.model_dir, &input, &device)?;

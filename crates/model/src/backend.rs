@@ -6,11 +6,12 @@
 //! and falls back to the CPU with a clear message when they are not.
 //!
 //! Code that runs on a backend implements [`BackendTask`]; training uses `B` (an autodiff
-//! backend), inference `B::InnerBackend`.
+//! backend), inference `B::InnerBackend`; both have the models' [`crate::channels_last`] ops.
 
 use burn::backend::Autodiff;
 pub use burn::backend::Flex;
-use burn::tensor::backend::AutodiffBackend;
+
+use crate::channels_last::TrainBackend;
 
 /// The CPU inference backend.
 pub type Cpu = Flex;
@@ -21,7 +22,7 @@ pub type CpuAutodiff = Autodiff<Flex>;
 pub trait BackendTask {
     type Output;
     /// `backend` names the backend chosen, for logs and metadata.
-    fn run<B: AutodiffBackend>(self, device: B::Device, backend: &'static str) -> Self::Output;
+    fn run<B: TrainBackend>(self, device: B::Device, backend: &'static str) -> Self::Output;
 }
 
 /// Run `task` on the best backend available: CUDA when compiled in and usable, else the CPU.

@@ -11,8 +11,10 @@
 //! [`hits_core::Channel::ALL`] and returns `(N, 2)` logits: column 0 bogus, column 1 real.
 
 pub mod backend;
+pub mod channels_last;
 pub mod classifier;
 pub mod error;
+pub mod kernels;
 pub mod metadata;
 pub mod rot_inv_cnn;
 pub mod seed_cnn;

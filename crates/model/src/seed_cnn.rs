@@ -9,8 +9,10 @@
 //! ```
 //!
 //! Keras' `padding='same'` with an even kernel pads 0 before and 1 after (its total padding
-//! `k - 1 = 1` goes to the bottom/right); this is done explicitly by [`keras_same_pad_2x2`]
-//! before a valid convolution. Kernels are Glorot-uniform and biases zero, as Keras' defaults.
+//! `k - 1 = 1` goes to the bottom/right): [`KERAS_SAME_2X2`]. On the CPU the blocks run
+//! channels-last, each convolution one GEMM over the batch ([`crate::channels_last`]);
+//! elsewhere through burn's `Conv2d` and `MaxPool2d`, on the same parameters. Kernels are
+//! Glorot-uniform and biases zero, as Keras' defaults.
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -20,6 +22,8 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::ops::PadMode;
 
+use crate::channels_last::{ChannelsLastOps, add_bias, conv2d_unbiased, max_pool_2x2};
+use crate::kernels::Layout;
 use crate::{CHANNELS, CLASSES};
 
 /// The reference CNN; it has no hyper-parameters.
@@ -77,22 +81,37 @@ impl SeedCnnConfig {
     }
 }
 
-/// Keras' 'same' padding for a 2x2 kernel with stride 1: one row of zeros at the bottom and
-/// one column at the right, none at the top or left. `(N, C, H, W)` -> `(N, C, H + 1, W + 1)`.
+/// Keras' 'same' padding for a 2x2 kernel with stride 1: `[(top, bottom), (left, right)]`,
+/// one row of zeros at the bottom and one column at the right.
+pub const KERAS_SAME_2X2: [(usize, usize); 2] = [(0, 1), (0, 1)];
+
+/// [`KERAS_SAME_2X2`] applied to `(N, C, H, W)` -> `(N, C, H + 1, W + 1)`.
 pub fn keras_same_pad_2x2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    x.pad([(0, 1), (0, 1)], PadMode::Constant(0.0))
+    x.pad(KERAS_SAME_2X2, PadMode::Constant(0.0))
 }
 
-impl<B: Backend> SeedCnn<B> {
+impl<B: ChannelsLastOps> SeedCnn<B> {
     /// `(N, 4, 21, 21)` stamps -> `(N, 2)` logits.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let mut x = x;
-        for conv in &self.convs {
-            // (N, C, S, S) -> (N, C', S, S) -> (N, C', S / 2, S / 2)
-            x = self.pool.forward(relu(conv.forward(keras_same_pad_2x2(x))));
-        }
-        // (N, 64, 1, 1) -> (N, 64)
-        let mut x: Tensor<B, 2> = x.flatten(1, 3);
+        let n = x.dims()[0];
+        let mut x: Tensor<B, 2> = if B::channels_last() {
+            let (mut x, mut layout) = (x, Layout::ChannelsFirst);
+            for conv in &self.convs {
+                // (N, S, S, C) -> (N, S, S, C') -> (N, S / 2, S / 2, C'). A per-channel bias
+                // and ReLU commute with the max, so they run on the pooled quarter.
+                let y = conv2d_unbiased(conv, x, layout, KERAS_SAME_2X2);
+                x = relu(add_bias(conv, max_pool_2x2(y)));
+                layout = Layout::ChannelsLast;
+            }
+            x.reshape([n, CONV_CHANNELS[3]]) // (N, 1, 1, 64) -> (N, 64)
+        } else {
+            let mut x = x;
+            for conv in &self.convs {
+                // (N, C, S, S) -> (N, C', S, S) -> (N, C', S / 2, S / 2)
+                x = self.pool.forward(relu(conv.forward(keras_same_pad_2x2(x))));
+            }
+            x.flatten(1, 3) // (N, 64, 1, 1) -> (N, 64)
+        };
         for dense in &self.dense {
             x = sigmoid(dense.forward(x));
         }

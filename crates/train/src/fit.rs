@@ -15,11 +15,11 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer, RmsPropConfig, SgdConf
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::AutodiffBackend;
 use features::Stamps;
 use hits_core::TENSOR_LEN;
 use hits_core::config::{ModelConfig, OptimiserConfig, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
+use model::channels_last::{ChannelsLastOps, TrainBackend};
 use model::{Classifier, stamps_tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
@@ -139,7 +139,7 @@ pub fn learning_rate(optimiser: &OptimiserConfig, epoch: usize) -> f64 {
 
 /// Train a model of `opts.model` on `train`, validating on `val` after every epoch and
 /// checkpointing to `checkpoint_dir`. With `resume`, continue from the last complete epoch.
-pub fn fit<B: AutodiffBackend>(
+pub fn fit<B: TrainBackend>(
     device: &B::Device,
     opts: &FitOptions,
     train: &Examples,
@@ -293,7 +293,7 @@ pub struct Scores {
 }
 
 /// [`Scores`] of `model` (inference mode) on `data`.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: ChannelsLastOps>(
     model: &Classifier<B>,
     data: &Examples,
     batch: usize,
@@ -354,7 +354,7 @@ fn fit_with<B, O>(
     mut optim: O,
 ) -> Result<Fitted<B::InnerBackend>, TrainError>
 where
-    B: AutodiffBackend,
+    B: TrainBackend,
     O: Optimizer<Classifier<B>, B>,
 {
     let cfg = &opts.train;

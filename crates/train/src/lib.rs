@@ -15,10 +15,10 @@ pub mod split;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::AutodiffBackend;
 use features::StampSet;
 use hits_core::Pipeline;
 use hits_core::manifest::Manifest;
+use model::channels_last::TrainBackend;
 use model::metadata::{self, InputSpec, ModelMetadata};
 
 pub use error::TrainError;
@@ -169,7 +169,7 @@ struct Task<'a> {
 impl model::backend::BackendTask for Task<'_> {
     type Output = Result<TrainReport, TrainError>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device, backend: &'static str) -> Self::Output {
+    fn run<B: TrainBackend>(self, device: B::Device, backend: &'static str) -> Self::Output {
         let checkpoint = self.out_dir.join(CHECKPOINT_DIR);
         let fitted = fit::<B>(
             &device,
