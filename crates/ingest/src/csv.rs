@@ -222,8 +222,8 @@ fn parse(
 /// A channel CSV read in chunks of rows, each parsed by polars on its own, so memory is
 /// bounded by the chunk whatever the length of the file.
 pub(crate) struct ChunkedCsv<'a> {
-    path: &'a Path,
-    columns: &'a Columns,
+    pub path: &'a Path,
+    pub columns: &'a Columns,
     reader: BufReader<File>,
     /// Data rows handed out so far.
     rows: usize,
@@ -294,6 +294,8 @@ impl<'a> ChunkedCsv<'a> {
                 .with_ignore_errors(true)
                 .with_rechunk(true)
                 .with_raise_if_empty(false)
+                // The four channel files are parsed in parallel, one thread each.
+                .with_n_threads(Some(1))
                 .into_reader_with_file_handle(std::io::Cursor::new(text))
                 .finish()
         })?;

@@ -28,6 +28,7 @@ use hits_core::config::{DataConfig, Layout, SplitConfig};
 use hits_core::io::write_json_atomic;
 use hits_core::manifest::Manifest;
 use hits_core::{Channel, Pipeline, STAMP_PIXELS};
+use rayon::prelude::*;
 
 pub use checks::CHECKS;
 pub use error::IngestError;
@@ -115,51 +116,27 @@ pub fn scan_split(
     let mut label_counts = [0usize; 2];
     let mut rows = 0;
     loop {
-        let mut chunk = SplitChunk {
-            first_row: rows,
-            ..SplitChunk::default()
-        };
-        let mut ended = [false; 4];
-        for channel in Channel::ALL {
-            let c = channel.index();
-            let (path, columns) = (channel_paths[c].as_path(), &columns[c]);
-            let Some(part) = readers[c].next_chunk(chunk_rows.max(1))? else {
-                if rows == 0 {
-                    return Err(IngestError::file(
-                        path,
-                        "has a header but no candidate rows",
-                    ));
-                }
-                ended[c] = true;
-                continue;
-            };
-            let n = part.frame.height();
-            let ids = match data.layout {
-                Layout::IdHeader => id_column(path, &part, columns, 0)?,
-                Layout::Plain => (rows..rows + n).map(|row| row.to_string()).collect(),
-            };
-            if c == 0 {
-                ids_seen.add(path, columns.has_header, rows, &ids)?;
-                chunk.ids = ids;
-            } else if n != chunk.ids.len() || ended[0] {
-                break; // a length mismatch, reported below
-            } else {
-                checks::check_alignment((template, &chunk.ids), (path, &ids), rows)?;
+        // The four files' next chunks are parsed in parallel; checks then run in channel order.
+        let parts: Vec<Result<Option<ChannelChunk>, IngestError>> = readers
+            .par_iter_mut()
+            .map(|reader| read_channel_chunk(reader, data.layout, rows, chunk_rows))
+            .collect();
+        let mut channel_chunks = Vec::with_capacity(parts.len());
+        for (part, path) in parts.into_iter().zip(channel_paths) {
+            let part = part?;
+            if part.is_none() && rows == 0 {
+                return Err(IngestError::file(
+                    path,
+                    "has a header but no candidate rows",
+                ));
             }
-            let first_pixel = columns.kinds.len() - STAMP_PIXELS;
-            let pixels = &mut chunk.channels[c];
-            *pixels = vec![0.0; n * STAMP_PIXELS];
-            for p in 0..STAMP_PIXELS {
-                for (row, v) in pixel_column(path, &part, columns, first_pixel + p)?
-                    .into_iter()
-                    .enumerate()
-                {
-                    pixels[row * STAMP_PIXELS + p] = v;
-                }
-            }
+            channel_chunks.push(part);
         }
-        let lengths: Vec<usize> = chunk.channels.iter().map(|p| p.len()).collect();
-        if lengths.iter().any(|&len| len != lengths[0]) || ended.iter().any(|&e| e != ended[0]) {
+        let lengths: Vec<Option<usize>> = channel_chunks
+            .iter()
+            .map(|part| part.as_ref().map(|(ids, _)| ids.len()))
+            .collect();
+        if lengths.iter().any(|len| *len != lengths[0]) {
             // Channel files of different lengths: count every file to say by how much.
             let counts: Vec<usize> = readers
                 .into_iter()
@@ -171,8 +148,22 @@ pub fn scan_split(
                 (&channel_paths[c], counts[c]),
             ));
         }
-        if ended[0] {
+        if lengths[0].is_none() {
             break;
+        }
+        let mut chunk = SplitChunk {
+            first_row: rows,
+            ..SplitChunk::default()
+        };
+        for (c, part) in channel_chunks.into_iter().enumerate() {
+            let (ids, pixels) = part.expect("every channel has this chunk");
+            if c == 0 {
+                ids_seen.add(template, columns[0].has_header, rows, &ids)?;
+                chunk.ids = ids;
+            } else {
+                checks::check_alignment((template, &chunk.ids), (&channel_paths[c], &ids), rows)?;
+            }
+            chunk.channels[c] = pixels;
         }
         stamps_seen.add(&split.dir, rows, &chunk.ids, &chunk.channels)?;
         if let Some((labels_path, labels)) = &mut labels {
@@ -207,6 +198,40 @@ pub fn scan_split(
         channel_stats: std::array::from_fn(|c| stats[c].finish(channel_paths[c].clone())),
         files: paths.clone(),
     })
+}
+
+/// One channel file's part of a chunk: ids and row-major pixels.
+type ChannelChunk = (Vec<String>, Vec<f32>);
+
+/// The next chunk of one channel file, parsed and checked cell by cell; `None` at its end.
+fn read_channel_chunk(
+    reader: &mut ChunkedCsv,
+    layout: Layout,
+    first_row: usize,
+    chunk_rows: usize,
+) -> Result<Option<ChannelChunk>, IngestError> {
+    let Some(part) = reader.next_chunk(chunk_rows.max(1))? else {
+        return Ok(None);
+    };
+    let (path, columns) = (reader.path, reader.columns);
+    let n = part.frame.height();
+    let ids = match layout {
+        Layout::IdHeader => id_column(path, &part, columns, 0)?,
+        Layout::Plain => (first_row..first_row + n)
+            .map(|row| row.to_string())
+            .collect(),
+    };
+    let first_pixel = columns.kinds.len() - STAMP_PIXELS;
+    let mut pixels = vec![0.0; n * STAMP_PIXELS];
+    for p in 0..STAMP_PIXELS {
+        for (row, v) in pixel_column(path, &part, columns, first_pixel + p)?
+            .into_iter()
+            .enumerate()
+        {
+            pixels[row * STAMP_PIXELS + p] = v;
+        }
+    }
+    Ok(Some((ids, pixels)))
 }
 
 /// A validated split held in memory: candidates in file order.
