@@ -18,51 +18,71 @@ use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Bytes, DType, Shape};
+use burn_flex::{Flex, FlexDevice, FlexTensor, Layout as FlexLayout};
 
 use crate::kernels::{self, Im2col, Layout};
 
 /// Backend operations for channels-last convolution and pooling. The provided methods run
-/// the CPU kernels on the tensor's data; a backend only declares whether to use them.
+/// the CPU kernels on the tensor's values; a backend declares whether to use them, and may
+/// give direct access to its values instead of a copy.
 pub trait ChannelsLastOps: Backend {
     /// Whether models should take the channels-last path on this backend.
     fn channels_last() -> bool {
         false
     }
 
-    /// `x` (`dims = [N, H, W, C]`, stored in `spec.layout`) -> `(N * H' * W', kH * kW * C)`.
+    /// Call `f` with the tensor's values, row-major.
+    fn with_values<R>(x: FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> R {
+        let values: Vec<f32> = Tensor::<Self, 1>::from_primitive(TensorPrimitive::Float(x))
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .expect("f32 values");
+        f(&values)
+    }
+
+    /// A tensor of `dims` holding `values`, row-major, on `device`.
+    fn from_values(values: Vec<f32>, dims: &[usize], device: &Self::Device) -> FloatTensor<Self> {
+        Self::float_from_data(TensorData::new(values, dims.to_vec()), device)
+    }
+
+    /// `x` (`dims = [N, H, W, C]`, stored in `spec.layout`) -> `(N * H' * W', C * kH * kW)`.
     fn im2col(x: FloatTensor<Self>, dims: [usize; 4], spec: Im2col) -> FloatTensor<Self> {
         let device = Self::float_device(&x);
-        let out = kernels::im2col(&host::<Self>(x), dims, &spec);
+        let out = Self::with_values(x, |x| kernels::im2col(x, dims, &spec));
         let (h, w) = spec.output_size(dims[1], dims[2]);
-        device_tensor::<Self, 2>(out, [dims[0] * h * w, spec.columns(dims[3])], &device)
+        Self::from_values(out, &[dims[0] * h * w, spec.columns(dims[3])], &device)
     }
 
     /// The gradient of [`im2col`](Self::im2col) with respect to `x`.
     fn col2im(grad: FloatTensor<Self>, dims: [usize; 4], spec: Im2col) -> FloatTensor<Self> {
         let device = Self::float_device(&grad);
-        let out = kernels::col2im(&host::<Self>(grad), dims, &spec);
+        let out = Self::with_values(grad, |grad| kernels::col2im(grad, dims, &spec));
         let [n, h, w, c] = dims;
         let stored = match spec.layout {
             Layout::ChannelsLast => [n, h, w, c],
             Layout::ChannelsFirst => [n, c, h, w],
         };
-        device_tensor::<Self, 4>(out, stored, &device)
+        Self::from_values(out, &stored, &device)
     }
 
     /// 2x2 max-pooling of channels-last `(N, H, W, C)` -> `(N, H/2, W/2, C)`.
     fn max_pool_2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let device = Self::float_device(&x);
         let [n, h, w, c] = dims4::<Self>(&x);
-        let out = kernels::max_pool_2x2(&host::<Self>(x), [n, h, w, c]);
-        device_tensor::<Self, 4>(out, [n, h / 2, w / 2, c], &device)
+        let out = Self::with_values(x, |x| kernels::max_pool_2x2(x, [n, h, w, c]));
+        Self::from_values(out, &[n, h / 2, w / 2, c], &device)
     }
 
     /// The gradient of [`max_pool_2x2`](Self::max_pool_2x2) with respect to `x`.
     fn max_pool_2x2_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         let device = Self::float_device(&x);
         let dims = dims4::<Self>(&x);
-        let out = kernels::max_pool_2x2_backward(&host::<Self>(x), &host::<Self>(grad), dims);
-        device_tensor::<Self, 4>(out, dims, &device)
+        let out = Self::with_values(x, |x| {
+            Self::with_values(grad, |grad| kernels::max_pool_2x2_backward(x, grad, dims))
+        });
+        Self::from_values(out, &dims, &device)
     }
 }
 
@@ -71,28 +91,32 @@ fn dims4<B: Backend>(x: &FloatTensor<B>) -> [usize; 4] {
     x.shape().dims()
 }
 
-/// A float tensor's values, row-major.
-fn host<B: Backend>(x: FloatTensor<B>) -> Vec<f32> {
-    Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(x))
-        .into_data()
-        .convert::<f32>()
-        .into_vec()
-        .expect("f32 values")
-}
-
-fn device_tensor<B: Backend, const D: usize>(
-    values: Vec<f32>,
-    dims: [usize; D],
-    device: &B::Device,
-) -> FloatTensor<B> {
-    Tensor::<B, D>::from_data(TensorData::new(values, dims), device)
-        .into_primitive()
-        .tensor()
-}
-
-impl ChannelsLastOps for burn::backend::Flex {
+/// The CPU backend hands its buffers to the kernels without copies.
+impl ChannelsLastOps for Flex {
     fn channels_last() -> bool {
         true
+    }
+
+    fn with_values<R>(x: FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
+        if x.dtype() != DType::F32 {
+            let values: Vec<f32> = x
+                .into_data()
+                .convert::<f32>()
+                .into_vec()
+                .expect("f32 values");
+            return f(&values);
+        }
+        let x = x.to_contiguous(); // a no-op for the kernels' own outputs
+        let values: &[f32] = x.storage();
+        f(&values[..x.layout().num_elements()])
+    }
+
+    fn from_values(values: Vec<f32>, dims: &[usize], _: &FlexDevice) -> FlexTensor {
+        FlexTensor::new(
+            Bytes::from_elems(values),
+            FlexLayout::contiguous(Shape::from(dims.to_vec())),
+            DType::F32,
+        )
     }
 }
 
@@ -211,11 +235,9 @@ pub fn conv2d_unbiased<B: ChannelsLastOps>(
         dims,
         spec,
     )));
-    // (C_out, C_in, kH, kW) -> (kH, kW, C_in, C_out) -> (kH * kW * C_in, C_out): the im2col
-    // column order.
-    let kernel = weight
-        .permute([2, 3, 1, 0])
-        .reshape([k_h * k_w * c_in, c_out]);
+    // (C_out, C_in, kH, kW) -> (C_out, C_in * kH * kW), the im2col column order, without a
+    // copy; the transpose is a view the GEMM reads as it is.
+    let kernel = weight.reshape([c_out, c_in * k_h * k_w]).transpose();
     // (N * H' * W', C_out)
     columns
         .matmul(kernel)

@@ -38,9 +38,14 @@ impl Im2col {
         )
     }
 
-    /// Columns of the im2col matrix: `kH * kW * C`.
+    /// Kernel taps: `kH * kW`.
+    pub fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// Columns of the im2col matrix: `C * kH * kW`.
     pub fn columns(&self, channels: usize) -> usize {
-        self.kernel[0] * self.kernel[1] * channels
+        self.taps() * channels
     }
 
     /// Index in one input stamp of pixel (`y`, `x`), channel 0, and the stride between
@@ -70,11 +75,13 @@ impl Im2col {
 }
 
 /// `input`: `dims = [N, H, W, C]` (logical) stored in `spec.layout` -> the
-/// `(N * H' * W', kH * kW * C)` im2col matrix; column `(ky * kW + kx) * C + c` holds
-/// `input[n, y + ky - top, x + kx - left, c]` (zero outside the input).
+/// `(N * H' * W', C * kH * kW)` im2col matrix; column `c * kH * kW + ky * kW + kx` holds
+/// `input[n, y + ky - top, x + kx - left, c]` (zero outside the input). That is the order of a
+/// `Conv2d` weight `(C_out, C_in, kH, kW)` flattened per output channel, so the GEMM takes the
+/// weight as it is stored.
 pub fn im2col(input: &[f32], [n, height, width, channels]: [usize; 4], spec: &Im2col) -> Vec<f32> {
     let (out_h, out_w) = spec.output_size(height, width);
-    let columns = spec.columns(channels);
+    let (columns, taps) = (spec.columns(channels), spec.taps());
     let stamp = height * width * channels;
     let mut out = vec![0.0f32; n * out_h * out_w * columns];
     if out.is_empty() {
@@ -91,13 +98,9 @@ pub fn im2col(input: &[f32], [n, height, width, channels]: [usize; 4], spec: &Im
                             continue; // zero padding: `out` starts zeroed
                         };
                         let (start, step) = spec.locate([height, width, channels], sy, sx);
-                        let tap = &mut row[(ky * spec.kernel[1] + kx) * channels..][..channels];
-                        if step == 1 {
-                            tap.copy_from_slice(&input[start..start + channels]);
-                        } else {
-                            for (c, v) in tap.iter_mut().enumerate() {
-                                *v = input[start + c * step];
-                            }
+                        let tap = ky * spec.kernel[1] + kx;
+                        for (c, v) in row.iter_mut().skip(tap).step_by(taps).enumerate() {
+                            *v = input[start + c * step];
                         }
                     }
                 }
@@ -114,7 +117,7 @@ pub fn col2im(
     spec: &Im2col,
 ) -> Vec<f32> {
     let (out_h, out_w) = spec.output_size(height, width);
-    let columns = spec.columns(channels);
+    let (columns, taps) = (spec.columns(channels), spec.taps());
     let stamp = height * width * channels;
     let mut grad = vec![0.0f32; n * stamp];
     if grad.is_empty() {
@@ -131,8 +134,8 @@ pub fn col2im(
                             continue;
                         };
                         let (start, step) = spec.locate([height, width, channels], sy, sx);
-                        let tap = &row[(ky * spec.kernel[1] + kx) * channels..][..channels];
-                        for (c, g) in tap.iter().enumerate() {
+                        let tap = ky * spec.kernel[1] + kx;
+                        for (c, g) in row.iter().skip(tap).step_by(taps).enumerate() {
                             grad[start + c * step] += g;
                         }
                     }
