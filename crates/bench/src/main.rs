@@ -120,6 +120,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     // Each recipe runs under its own artifacts root so benchmarking never overwrites the
     // artifacts of `just all`.
     let seed = variant(&args.seed_pipeline, &bench_dir, "seed", |_| {})?;
+    // The default data set, made if missing (skipped when up to date): a fresh clone has none.
+    run_stage("simulate", &["generate"], &seed.1)?;
     let mut ingest_features = vec![ingest_and_features(&seed, "default set")?];
     let mut training = vec![train(&seed, "seed")?];
     if args.default_epochs > 0 {
