@@ -60,9 +60,20 @@ pub(crate) fn row_count_mismatch(reference: (&Path, usize), other: (&Path, usize
     )
 }
 
-/// Ids seen so far in a channel file, to refuse a duplicate.
+/// A 128-bit BLAKE3 digest: what the duplicate checks remember of an id or a candidate, so
+/// memory holds about 40 bytes per candidate whatever its size (two different inputs share a
+/// digest with a probability of about 2^-128 per pair).
+fn digest(bytes: &[u8]) -> u128 {
+    u128::from_le_bytes(
+        blake3::hash(bytes).as_bytes()[..16]
+            .try_into()
+            .expect("16 bytes"),
+    )
+}
+
+/// Ids seen so far in a channel file (by digest), to refuse a duplicate.
 pub(crate) struct IdRegistry {
-    first_row: HashMap<String, usize>,
+    first_row: HashMap<u128, u32>,
 }
 
 impl IdRegistry {
@@ -82,7 +93,7 @@ impl IdRegistry {
     ) -> Result<(), IngestError> {
         for (i, id) in ids.iter().enumerate() {
             let row = first_row + i;
-            if let Some(previous) = self.first_row.insert(id.clone(), row) {
+            if let Some(previous) = self.first_row.insert(digest(id.as_bytes()), row as u32) {
                 return Err(IngestError::Cell {
                     path: path.to_path_buf(),
                     row: row + 1,
@@ -97,28 +108,29 @@ impl IdRegistry {
 }
 
 /// Digests of the candidates seen so far: two candidates whose four channels are identical bit
-/// for bit are one candidate twice. A BLAKE3 digest (256 bits) stands for the stamps, so
-/// memory holds 32 bytes per candidate rather than its pixels.
+/// for bit are one candidate twice.
 pub(crate) struct StampRegistry {
-    first: HashMap<[u8; 32], (usize, String)>,
+    first_row: HashMap<u128, u32>,
     bytes: Vec<u8>,
 }
 
 impl StampRegistry {
     pub fn new() -> Self {
         StampRegistry {
-            first: HashMap::new(),
+            first_row: HashMap::new(),
             bytes: Vec::new(),
         }
     }
 
-    /// Register a chunk's candidates (`channels` row-major, `ids.len()` rows each).
+    /// Register a chunk's candidates (`channels` row-major, `ids.len()` rows each); `id_at`
+    /// gives the id of an earlier row for the error message.
     pub fn add(
         &mut self,
         dir: &Path,
         first_row: usize,
         ids: &[String],
         channels: &[Vec<f32>; 4],
+        id_at: impl Fn(usize) -> String,
     ) -> Result<(), IngestError> {
         for (i, id) in ids.iter().enumerate() {
             self.bytes.clear();
@@ -127,19 +139,19 @@ impl StampRegistry {
                     self.bytes.extend_from_slice(&v.to_bits().to_le_bytes());
                 }
             }
-            let digest = *blake3::hash(&self.bytes).as_bytes();
             let row = first_row + i;
-            if let Some((earlier, earlier_id)) = self.first.get(&digest) {
+            if let Some(earlier) = self.first_row.insert(digest(&self.bytes), row as u32) {
+                let earlier = earlier as usize;
                 return Err(IngestError::file(
                     dir,
                     format!(
-                        "duplicate candidate: rows {} and {} (ids '{earlier_id}' and '{id}') have identical stamps in all four channels",
+                        "duplicate candidate: rows {} and {} (ids '{}' and '{id}') have identical stamps in all four channels",
                         earlier + 1,
                         row + 1,
+                        id_at(earlier),
                     ),
                 ));
             }
-            self.first.insert(digest, (row, id.clone()));
         }
         Ok(())
     }
@@ -147,8 +159,8 @@ impl StampRegistry {
 
 /// The labels of a split, handed out candidate by candidate; every candidate needs exactly one.
 pub(crate) enum Labels {
-    /// `id_header` layout: by id (row in the labels file, label).
-    ById(HashMap<String, (usize, u8)>),
+    /// `id_header` layout: by id digest, (row in the labels file, label).
+    ById(HashMap<u128, (u32, u8)>),
     /// `plain` layout: aligned by row.
     ByRow(Vec<u8>),
 }
@@ -165,7 +177,7 @@ impl Labels {
         };
         let mut by_id = HashMap::with_capacity(label_ids.len());
         for (row, (id, label)) in label_ids.into_iter().zip(labels).enumerate() {
-            if let Some((previous, _)) = by_id.get(&id) {
+            if let Some((previous, _)) = by_id.insert(digest(id.as_bytes()), (row as u32, label)) {
                 return Err(IngestError::Cell {
                     path: path.to_path_buf(),
                     row: row + 1,
@@ -174,7 +186,6 @@ impl Labels {
                     message: format!("second label for id '{id}' (first at row {})", previous + 1),
                 });
             }
-            by_id.insert(id, (row, label));
         }
         Ok(Labels::ById(by_id))
     }
@@ -190,7 +201,7 @@ impl Labels {
     ) -> Result<u8, IngestError> {
         match self {
             Labels::ByRow(labels) => Ok(labels.get(row).copied().unwrap_or(0)),
-            Labels::ById(by_id) => match by_id.remove(id) {
+            Labels::ById(by_id) => match by_id.remove(&digest(id.as_bytes())) {
                 Some((_, label)) => Ok(label),
                 None => Err(IngestError::file(
                     path,
@@ -205,11 +216,13 @@ impl Labels {
     }
 
     /// After all `candidates` rows: refuse labels left over (or missing, in the plain layout).
+    /// `id_at` gives the id at a row of the labels file for the error message.
     pub fn finish(
         self,
         path: &Path,
         candidates: usize,
         candidates_file: &Path,
+        id_at: impl Fn(usize) -> String,
     ) -> Result<(), IngestError> {
         match self {
             Labels::ByRow(labels) if labels.len() != candidates => Err(IngestError::file(
@@ -221,14 +234,15 @@ impl Labels {
                 ),
             )),
             Labels::ByRow(_) => Ok(()),
-            Labels::ById(by_id) => match by_id.into_iter().min_by_key(|(_, (row, _))| *row) {
-                Some((id, (row, _))) => Err(IngestError::Cell {
+            Labels::ById(by_id) => match by_id.into_values().map(|(row, _)| row as usize).min() {
+                Some(row) => Err(IngestError::Cell {
                     path: path.to_path_buf(),
                     row: row + 1,
                     line: row + 2,
                     column: "id".into(),
                     message: format!(
-                        "label for '{id}', which is not a candidate in {}",
+                        "label for '{}', which is not a candidate in {}",
+                        id_at(row),
                         candidates_file.display()
                     ),
                 }),

@@ -333,6 +333,25 @@ impl<'a> ChunkedCsv<'a> {
     }
 }
 
+/// The text of column `index` at data row `row` (from 0) of `path`, for error messages about
+/// an earlier row (the streaming checks keep digests, not ids); empty if unreadable.
+pub(crate) fn field_at(path: &Path, has_header: bool, row: usize, index: usize) -> String {
+    File::open(path)
+        .ok()
+        .and_then(|file| {
+            BufReader::new(file)
+                .lines()
+                .nth(row + usize::from(has_header))?
+                .ok()
+        })
+        .and_then(|line| {
+            line.split(',')
+                .nth(index)
+                .map(|f| f.trim_matches('"').to_string())
+        })
+        .unwrap_or_default()
+}
+
 /// polars messages can span lines; an error here is always one line.
 fn one_line(error: &PolarsError) -> String {
     error

@@ -35,7 +35,9 @@ pub use error::IngestError;
 pub use report::{ChannelStats, SplitReport};
 
 use crate::checks::{IdRegistry, Labels, StampRegistry};
-use crate::csv::{Chunk, ChunkedCsv, Columns, id_column, label_column, pixel_column, read_frame};
+use crate::csv::{
+    Chunk, ChunkedCsv, Columns, field_at, id_column, label_column, pixel_column, read_frame,
+};
 use crate::report::StatsAccumulator;
 
 pub const STAGE: &str = "ingest";
@@ -165,7 +167,11 @@ pub fn scan_split(
             }
             chunk.channels[c] = pixels;
         }
-        stamps_seen.add(&split.dir, rows, &chunk.ids, &chunk.channels)?;
+        let id_at = |row: usize| match data.layout {
+            Layout::IdHeader => field_at(template, columns[0].has_header, row, 0),
+            Layout::Plain => row.to_string(),
+        };
+        stamps_seen.add(&split.dir, rows, &chunk.ids, &chunk.channels, id_at)?;
         if let Some((labels_path, labels)) = &mut labels {
             let chunk_labels = chunk
                 .ids
@@ -186,7 +192,8 @@ pub fn scan_split(
     }
     let label_counts = match labels {
         Some((labels_path, labels)) => {
-            labels.finish(labels_path, rows, template)?;
+            let id_at = |row| field_at(labels_path, true, row, 0);
+            labels.finish(labels_path, rows, template, id_at)?;
             Some(label_counts)
         }
         None => None,
