@@ -71,31 +71,34 @@ fn truncated_features_file_is_refused() {
     assert_refused(&pipeline, &file, &["train.arrow", "changed or corrupt"]);
 }
 
-#[test]
-fn features_file_with_wrong_stamp_length_is_refused() {
-    let root = tempfile::tempdir().unwrap();
-    let (pipeline, file) = trained(root.path());
-    // A well-formed Arrow file, listed in the manifest, whose stamps are one value short.
+/// Replace the features file with a well-formed Arrow file, listed in the features manifest,
+/// whose one list column is `column` with `size` values per row (two rows).
+fn replace_features(pipeline: &Pipeline, column: &str, size: usize) {
     let dir = pipeline.stage_dir("features");
     let path = dir.join("train.arrow");
     let schema = Arc::new(Schema::new(vec![
         id_field(),
         label_field(),
-        f32_list_field("stamp", TENSOR_LEN - 1),
+        f32_list_field(column, size),
     ]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec!["a", "b"])),
         Arc::new(UInt8Array::from(vec![0, 1])),
-        Arc::new(f32_list_array(
-            vec![0.5; 2 * (TENSOR_LEN - 1)],
-            TENSOR_LEN - 1,
-        )),
+        Arc::new(f32_list_array(vec![0.5; 2 * size], size)),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
     write_ipc::<CoreError>(&path, schema, [Ok(batch)]).unwrap();
-    let mut manifest = Manifest::new("features", "test", &pipeline);
+    let mut manifest = Manifest::new("features", "test", pipeline);
     manifest.add_output(&path).unwrap();
     manifest.write(&dir).unwrap();
+}
+
+#[test]
+fn features_file_with_wrong_stamp_length_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let (pipeline, file) = trained(root.path());
+    // Stamps one value short.
+    replace_features(&pipeline, "stamp", TENSOR_LEN - 1);
     assert_refused(&pipeline, &file, &["train.arrow", "stamp", "1763"]);
 }
 
@@ -104,23 +107,7 @@ fn features_file_of_another_schema_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let (pipeline, file) = trained(root.path());
     // An ingest-like file (one column per channel, no `stamp`) in place of the features.
-    let dir = pipeline.stage_dir("features");
-    let path = dir.join("train.arrow");
-    let schema = Arc::new(Schema::new(vec![
-        id_field(),
-        label_field(),
-        f32_list_field("template", 441),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec!["a"])),
-        Arc::new(UInt8Array::from(vec![1])),
-        Arc::new(f32_list_array(vec![0.5; 441], 441)),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-    write_ipc::<CoreError>(&path, schema, [Ok(batch)]).unwrap();
-    let mut manifest = Manifest::new("features", "test", &pipeline);
-    manifest.add_output(&path).unwrap();
-    manifest.write(&dir).unwrap();
+    replace_features(&pipeline, "template", 441);
     assert_refused(
         &pipeline,
         &file,
