@@ -15,9 +15,30 @@ use std::path::{Path, PathBuf};
 
 use crate::CoreError;
 
+/// A new temporary file beside `path` (in its directory, created if missing), named
+/// `.<file name>.<random><suffix>` and readable by all: where an artifact is written before
+/// it is renamed into place. Errors name the directory.
+pub fn temp_file_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile, CoreError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(suffix)
+        .permissions(artifact_permissions())
+        .tempfile_in(dir)
+        .map_err(|e| CoreError::io(dir, e))
+}
+
 /// A new version of `path` being written under a temporary name in the same directory.
-/// [`commit`](Self::commit) syncs it and renames it over `path`; dropping it instead deletes
-/// it, leaving any previous `path` untouched.
+/// [`commit`](Self::commit) renames it over `path`; dropping it instead deletes it, leaving
+/// any previous `path` untouched.
 pub struct PendingFile {
     path: PathBuf,
     temp: tempfile::TempPath,
@@ -26,22 +47,7 @@ pub struct PendingFile {
 
 impl PendingFile {
     pub fn create(path: &Path) -> Result<Self, CoreError> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}."))
-            .suffix(".tmp")
-            .permissions(artifact_permissions())
-            .tempfile_in(dir)
-            .map_err(|e| CoreError::io(dir, e))?;
-        let (file, temp) = temp.into_parts();
+        let (file, temp) = temp_file_beside(path, ".tmp")?.into_parts();
         Ok(PendingFile {
             path: path.to_path_buf(),
             temp,

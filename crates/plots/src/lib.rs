@@ -29,6 +29,9 @@ pub enum PlotError {
     /// Drawing failed; `message` is what plotters or the caller reported.
     #[error("{path}: cannot draw: {message}")]
     Render { path: PathBuf, message: String },
+    /// The temporary file could not be created (names the directory).
+    #[error(transparent)]
+    Core(#[from] hits_core::CoreError),
     /// Raised inside a drawing callback, which does not know the file; [`save_png`] turns it
     /// into [`PlotError::Render`] with the path.
     #[error("cannot draw: {0}")]
@@ -69,22 +72,8 @@ pub fn save_png(
         path: path.to_path_buf(),
         source,
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(io_error)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     // The `.png` suffix makes plotters choose the PNG encoder.
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp.png")
-        .permissions(hits_core::io::artifact_permissions())
-        .tempfile_in(dir)
-        .map_err(io_error)?;
+    let temp = hits_core::io::temp_file_beside(path, ".tmp.png")?;
     let with_path = |e: PlotError| match e {
         PlotError::Draw(message) => PlotError::Render {
             path: path.to_path_buf(),
