@@ -48,29 +48,26 @@ impl Im2col {
         self.taps() * channels
     }
 
-    /// Index in one input stamp of pixel (`y`, `x`), channel 0, and the stride between
-    /// channels.
-    fn locate(&self, [height, width, channels]: [usize; 3], y: usize, x: usize) -> (usize, usize) {
-        match self.layout {
-            Layout::ChannelsLast => ((y * width + x) * channels, 1),
-            Layout::ChannelsFirst => (y * width + x, height * width),
-        }
-    }
-
-    /// For output pixel (`y`, `x`) and kernel tap (`ky`, `kx`): the input pixel it reads,
-    /// or `None` in the zero padding.
-    fn source(
+    /// The kernel taps (`ky * kW + kx`) of output pixel `pixel` (row-major over `H' x W'`)
+    /// that read inside the input, each with the index of that input pixel's channel 0 in
+    /// one stamp and the stride between its channels. Taps in the zero padding are left out.
+    fn taps_of(
         &self,
-        [height, width]: [usize; 2],
-        y: usize,
-        x: usize,
-        ky: usize,
-        kx: usize,
-    ) -> Option<(usize, usize)> {
+        [height, width, channels]: [usize; 3],
+        out_w: usize,
+        pixel: usize,
+    ) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let (y, x) = (pixel / out_w, pixel % out_w);
         let [(top, _), (left, _)] = self.padding;
-        let sy = (y + ky).checked_sub(top).filter(|&sy| sy < height)?;
-        let sx = (x + kx).checked_sub(left).filter(|&sx| sx < width)?;
-        Some((sy, sx))
+        let k_w = self.kernel[1];
+        (0..self.taps()).filter_map(move |tap| {
+            let sy = (y + tap / k_w).checked_sub(top).filter(|&sy| sy < height)?;
+            let sx = (x + tap % k_w).checked_sub(left).filter(|&sx| sx < width)?;
+            Some(match self.layout {
+                Layout::ChannelsLast => (tap, (sy * width + sx) * channels, 1),
+                Layout::ChannelsFirst => (tap, sy * width + sx, height * width),
+            })
+        })
     }
 }
 
@@ -91,17 +88,10 @@ pub fn im2col(input: &[f32], [n, height, width, channels]: [usize; 4], spec: &Im
         .zip(input.par_chunks(stamp))
         .for_each(|(out, input)| {
             for (pixel, row) in out.chunks_exact_mut(columns).enumerate() {
-                let (y, x) = (pixel / out_w, pixel % out_w);
-                for ky in 0..spec.kernel[0] {
-                    for kx in 0..spec.kernel[1] {
-                        let Some((sy, sx)) = spec.source([height, width], y, x, ky, kx) else {
-                            continue; // zero padding: `out` starts zeroed
-                        };
-                        let (start, step) = spec.locate([height, width, channels], sy, sx);
-                        let tap = ky * spec.kernel[1] + kx;
-                        for (c, v) in row.iter_mut().skip(tap).step_by(taps).enumerate() {
-                            *v = input[start + c * step];
-                        }
+                // Taps in the zero padding are skipped: `out` starts zeroed.
+                for (tap, start, step) in spec.taps_of([height, width, channels], out_w, pixel) {
+                    for (c, v) in row.iter_mut().skip(tap).step_by(taps).enumerate() {
+                        *v = input[start + c * step];
                     }
                 }
             }
@@ -127,17 +117,9 @@ pub fn col2im(
         .zip(columns_grad.par_chunks(out_h * out_w * columns))
         .for_each(|(grad, columns_grad)| {
             for (pixel, row) in columns_grad.chunks_exact(columns).enumerate() {
-                let (y, x) = (pixel / out_w, pixel % out_w);
-                for ky in 0..spec.kernel[0] {
-                    for kx in 0..spec.kernel[1] {
-                        let Some((sy, sx)) = spec.source([height, width], y, x, ky, kx) else {
-                            continue;
-                        };
-                        let (start, step) = spec.locate([height, width, channels], sy, sx);
-                        let tap = ky * spec.kernel[1] + kx;
-                        for (c, g) in row.iter().skip(tap).step_by(taps).enumerate() {
-                            grad[start + c * step] += g;
-                        }
+                for (tap, start, step) in spec.taps_of([height, width, channels], out_w, pixel) {
+                    for (c, g) in row.iter().skip(tap).step_by(taps).enumerate() {
+                        grad[start + c * step] += g;
                     }
                 }
             }
