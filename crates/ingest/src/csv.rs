@@ -133,6 +133,17 @@ impl Columns {
         }
     }
 
+    /// polars options for these columns: a fixed schema, and `ignore_errors` so that a bad
+    /// cell becomes a null for the cell checks to find instead of aborting the read.
+    fn read_options(&self, has_header: bool) -> CsvReadOptions {
+        CsvReadOptions::default()
+            .with_has_header(has_header)
+            .with_schema(Some(Arc::new(self.polars_schema())))
+            .with_ignore_errors(true)
+            .with_rechunk(true)
+            .with_raise_if_empty(false)
+    }
+
     fn polars_schema(&self) -> Schema {
         self.names
             .iter()
@@ -187,12 +198,8 @@ fn first_line(path: &Path) -> Result<String, IngestError> {
 /// single-chunk frame with one row per candidate.
 pub(crate) fn read_frame(path: &Path, columns: &Columns) -> Result<DataFrame, IngestError> {
     let frame = parse(path, columns, || {
-        CsvReadOptions::default()
-            .with_has_header(columns.has_header)
-            .with_schema(Some(Arc::new(columns.polars_schema())))
-            .with_ignore_errors(true)
-            .with_rechunk(true)
-            .with_raise_if_empty(false)
+        columns
+            .read_options(columns.has_header)
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .and_then(|reader| reader.finish())
     })?;
@@ -288,12 +295,8 @@ impl<'a> ChunkedCsv<'a> {
         }
         let text = std::mem::take(&mut self.text);
         let frame = parse(self.path, self.columns, || {
-            CsvReadOptions::default()
-                .with_has_header(false)
-                .with_schema(Some(Arc::new(self.columns.polars_schema())))
-                .with_ignore_errors(true)
-                .with_rechunk(true)
-                .with_raise_if_empty(false)
+            self.columns
+                .read_options(false)
                 // The four channel files are parsed in parallel, one thread each.
                 .with_n_threads(Some(1))
                 .into_reader_with_file_handle(std::io::Cursor::new(text))

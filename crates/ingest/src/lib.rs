@@ -71,9 +71,9 @@ pub struct SplitScan {
 }
 
 /// Read and validate split `name` chunk by chunk (`chunk_rows` candidates of each channel
-/// file at a time; `run` uses [`CHUNK_ROWS`]), handing every validated chunk to `sink`. Memory holds one chunk plus a
-/// few dozen bytes per candidate (its id, and digests to find duplicates), whatever the size
-/// of the split. A split is only valid once this returns `Ok`: checks that need every row
+/// file at a time; `run` uses [`CHUNK_ROWS`]), handing every validated chunk to `sink`.
+/// Memory holds the chunks in flight plus, per candidate, digests and row numbers for the
+/// duplicate and label checks, whatever the size of the split. A split is only valid once this returns `Ok`: checks that need every row
 /// (duplicates, labels left over) can fail after chunks were handed out.
 pub fn scan_split(
     data: &DataConfig,

@@ -34,12 +34,7 @@ pub trait ChannelsLastOps: Backend {
 
     /// Call `f` with the tensor's values, row-major.
     fn with_values<R>(x: FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> R {
-        let values: Vec<f32> = Tensor::<Self, 1>::from_primitive(TensorPrimitive::Float(x))
-            .into_data()
-            .convert::<f32>()
-            .into_vec()
-            .expect("f32 values");
-        f(&values)
+        f(&copy_values::<Self>(x))
     }
 
     /// A tensor of `dims` holding `values`, row-major, on `device`.
@@ -86,6 +81,15 @@ pub trait ChannelsLastOps: Backend {
     }
 }
 
+/// A float tensor's values as a new `f32` vector, row-major.
+fn copy_values<B: Backend>(x: FloatTensor<B>) -> Vec<f32> {
+    Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(x))
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .expect("f32 values")
+}
+
 fn dims4<B: Backend>(x: &FloatTensor<B>) -> [usize; 4] {
     use burn::tensor::TensorMetadata;
     x.shape().dims()
@@ -99,12 +103,7 @@ impl ChannelsLastOps for Flex {
 
     fn with_values<R>(x: FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
         if x.dtype() != DType::F32 {
-            let values: Vec<f32> = x
-                .into_data()
-                .convert::<f32>()
-                .into_vec()
-                .expect("f32 values");
-            return f(&values);
+            return f(&copy_values::<Self>(x));
         }
         let x = x.to_contiguous(); // a no-op for the kernels' own outputs
         let values: &[f32] = x.storage();
