@@ -1,14 +1,14 @@
-//! A burn backend extension: channels-last convolution (im2col + one GEMM per batch) and
-//! max-pooling with the CPU [`kernels`](crate::kernels), differentiable through `Autodiff`.
+//! A burn backend extension: fused channels-last convolution blocks (convolution, pooling,
+//! bias and activation in one op) with the CPU [`kernels`](crate::kernels), differentiable
+//! through `Autodiff`.
 //!
 //! [`ChannelsLastOps`] is implemented for the CPU backend, where it replaces burn's
-//! per-stamp convolution, and for `Autodiff<B>` with hand-written backward passes. Other
+//! per-stamp convolution, and for `Autodiff<B>` with a hand-written backward pass. Other
 //! backends (CUDA) keep burn's own convolution: models ask
 //! [`ChannelsLastOps::channels_last`] which path to take, and the weights are the same
 //! [`Conv2d`] parameters either way, so model records do not depend on the backend.
 
 use burn::backend::Autodiff;
-use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -21,9 +21,11 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bytes, DType, Shape};
 use burn_flex::{Flex, FlexDevice, FlexTensor, Layout as FlexLayout};
 
-use crate::kernels::{self, Im2col, Layout};
+use std::sync::Arc;
 
-/// Backend operations for channels-last convolution and pooling. The provided methods run
+use crate::kernels::{self, ConvBlock, Layout};
+
+/// Backend operations for fused channels-last convolution blocks. The provided methods run
 /// the CPU kernels on the tensor's values; a backend declares whether to use them, and may
 /// give direct access to its values instead of a copy.
 pub trait ChannelsLastOps: Backend {
@@ -42,43 +44,75 @@ pub trait ChannelsLastOps: Backend {
         Self::float_from_data(TensorData::new(values, dims.to_vec()), device)
     }
 
-    /// `x` (`dims = [N, H, W, C]`, stored in `spec.layout`) -> `(N * H' * W', C * kH * kW)`.
-    fn im2col(x: FloatTensor<Self>, dims: [usize; 4], spec: Im2col) -> FloatTensor<Self> {
+    /// The fused block [`kernels::conv_block`]: `x` holds `dims = [N, H, W, C_in]` stored
+    /// in `spec.layout`, `weight` is `(C_out, C_in, kH, kW)`, `bias` `(C_out)`. Returns the
+    /// channels-last `(N, H', W', C_out)` output and, when pooling, each output value's
+    /// window position (for the backward pass).
+    fn conv_block(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        dims: [usize; 4],
+        spec: ConvBlock,
+    ) -> (FloatTensor<Self>, Option<Arc<[u8]>>) {
         let device = Self::float_device(&x);
-        let out = Self::with_values(x, |x| kernels::im2col(x, dims, &spec));
-        let (h, w) = spec.output_size(dims[1], dims[2]);
-        Self::from_values(out, &[dims[0] * h * w, spec.columns(dims[3])], &device)
+        let c_out = dims4::<Self>(&weight)[0];
+        let (out, argmax) = Self::with_values(x, |x| {
+            Self::with_values(weight, |w| {
+                Self::with_values(bias, |b| kernels::conv_block(x, dims, w, b, &spec))
+            })
+        });
+        let [h, w] = spec.output_size(dims[1], dims[2]);
+        let out = Self::from_values(out, &[dims[0], h, w, c_out], &device);
+        (out, argmax.map(Arc::from))
     }
 
-    /// The gradient of [`im2col`](Self::im2col) with respect to `x`.
-    fn col2im(grad: FloatTensor<Self>, dims: [usize; 4], spec: Im2col) -> FloatTensor<Self> {
-        let device = Self::float_device(&grad);
-        let out = Self::with_values(grad, |grad| kernels::col2im(grad, dims, &spec));
+    /// The gradients of [`conv_block`](Self::conv_block) with respect to `x` (when
+    /// `input_grad`), `weight` and `bias`, from the gradient of its output.
+    #[allow(clippy::too_many_arguments)] // the forward pass's inputs and outputs
+    fn conv_block_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        argmax: Option<&[u8]>,
+        grad: FloatTensor<Self>,
+        dims: [usize; 4],
+        spec: ConvBlock,
+        input_grad: bool,
+    ) -> ConvBlockGrads<Self> {
+        let device = Self::float_device(&x);
+        let weight_dims = dims4::<Self>(&weight);
+        let grads = Self::with_values(x, |x| {
+            Self::with_values(weight, |w| {
+                Self::with_values(output, |out| {
+                    Self::with_values(grad, |grad| {
+                        kernels::conv_block_backward(
+                            x, dims, w, out, argmax, grad, &spec, input_grad,
+                        )
+                    })
+                })
+            })
+        });
         let [n, h, w, c] = dims;
         let stored = match spec.layout {
             Layout::ChannelsLast => [n, h, w, c],
             Layout::ChannelsFirst => [n, c, h, w],
         };
-        Self::from_values(out, &stored, &device)
+        ConvBlockGrads {
+            input: grads
+                .input
+                .map(|dx| Self::from_values(dx, &stored, &device)),
+            weight: Self::from_values(grads.weight, &weight_dims, &device),
+            bias: Self::from_values(grads.bias, &[weight_dims[0]], &device),
+        }
     }
+}
 
-    /// 2x2 max-pooling of channels-last `(N, H, W, C)` -> `(N, H/2, W/2, C)`.
-    fn max_pool_2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let device = Self::float_device(&x);
-        let [n, h, w, c] = dims4::<Self>(&x);
-        let out = Self::with_values(x, |x| kernels::max_pool_2x2(x, [n, h, w, c]));
-        Self::from_values(out, &[n, h / 2, w / 2, c], &device)
-    }
-
-    /// The gradient of [`max_pool_2x2`](Self::max_pool_2x2) with respect to `x`.
-    fn max_pool_2x2_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        let device = Self::float_device(&x);
-        let dims = dims4::<Self>(&x);
-        let out = Self::with_values(x, |x| {
-            Self::with_values(grad, |grad| kernels::max_pool_2x2_backward(x, grad, dims))
-        });
-        Self::from_values(out, &dims, &device)
-    }
+/// [`ChannelsLastOps::conv_block_backward`]'s gradients.
+pub struct ConvBlockGrads<B: Backend> {
+    pub input: Option<FloatTensor<B>>,
+    pub weight: FloatTensor<B>,
+    pub bias: FloatTensor<B>,
 }
 
 /// A float tensor's values as a new `f32` vector, row-major.
@@ -127,72 +161,88 @@ impl<B: ChannelsLastOps, C: CheckpointStrategy> ChannelsLastOps for Autodiff<B, 
         B::channels_last()
     }
 
-    fn im2col(x: FloatTensor<Self>, dims: [usize; 4], spec: Im2col) -> FloatTensor<Self> {
+    fn conv_block(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        dims: [usize; 4],
+        spec: ConvBlock,
+    ) -> (FloatTensor<Self>, Option<Arc<[u8]>>) {
         #[derive(Debug)]
-        struct Im2colBackward;
+        struct ConvBlockBackward;
 
-        impl<B: ChannelsLastOps> Backward<B, 1> for Im2colBackward {
-            type State = ([usize; 4], Im2col);
+        /// The block's input, weight, output and pooling positions.
+        type State<B> = (
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            Option<Arc<[u8]>>,
+            [usize; 4],
+            ConvBlock,
+        );
+
+        impl<B: ChannelsLastOps> Backward<B, 3> for ConvBlockBackward {
+            type State = State<B>;
 
             fn backward(
                 self,
-                ops: Ops<Self::State, 1>,
+                ops: Ops<Self::State, 3>,
                 grads: &mut Gradients,
                 _: &mut Checkpointer,
             ) {
-                let [parent] = ops.parents;
+                let [x_node, weight_node, bias_node] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let (dims, spec) = ops.state;
-                if let Some(parent) = parent {
-                    grads.register::<B>(parent.id, B::col2im(grad, dims, spec));
+                let (x, weight, output, argmax, dims, spec) = ops.state;
+                let block = B::conv_block_backward(
+                    x,
+                    weight,
+                    output,
+                    argmax.as_deref(),
+                    grad,
+                    dims,
+                    spec,
+                    x_node.is_some(),
+                );
+                if let (Some(node), Some(dx)) = (x_node, block.input) {
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = weight_node {
+                    grads.register::<B>(node.id, block.weight);
+                }
+                if let Some(node) = bias_node {
+                    grads.register::<B>(node.id, block.bias);
                 }
             }
         }
 
-        match Im2colBackward
-            .prepare::<C>([x.node.clone()])
+        let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
+        let out = match ConvBlockBackward
+            .prepare::<C>(nodes)
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((dims, spec), B::im2col(x.primitive, dims, spec)),
-            OpsKind::UnTracked(prep) => prep.finish(B::im2col(x.primitive, dims, spec)),
-        }
-    }
-
-    fn max_pool_2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct MaxPoolBackward;
-
-        impl<B: ChannelsLastOps> Backward<B, 1> for MaxPoolBackward {
-            /// The checkpointed input.
-            type State = NodeId;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
-            ) {
-                let [parent] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let x = checkpointer.retrieve_node_output(ops.state);
-                if let Some(parent) = parent {
-                    grads.register::<B>(parent.id, B::max_pool_2x2_backward(x, grad));
-                }
+            OpsKind::Tracked(prep) => {
+                let (out, argmax) = B::conv_block(
+                    x.primitive.clone(),
+                    weight.primitive.clone(),
+                    bias.primitive,
+                    dims,
+                    spec,
+                );
+                let state = (
+                    x.primitive,
+                    weight.primitive,
+                    out.clone(),
+                    argmax,
+                    dims,
+                    spec,
+                );
+                prep.finish(state, out)
             }
-        }
-
-        match MaxPoolBackward
-            .prepare::<C>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = prep.checkpoint(&x);
-                prep.finish(state, B::max_pool_2x2(x.primitive))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::max_pool_2x2(x.primitive)),
-        }
+            OpsKind::UnTracked(prep) => prep
+                .finish(B::conv_block(x.primitive, weight.primitive, bias.primitive, dims, spec).0),
+        };
+        (out, None)
     }
 }
 
@@ -201,19 +251,22 @@ pub trait TrainBackend: AutodiffBackend<InnerBackend: ChannelsLastOps> + Channel
 
 impl<B> TrainBackend for B where B: AutodiffBackend<InnerBackend: ChannelsLastOps> + ChannelsLastOps {}
 
-/// Stride-1 convolution of `x` with `conv`'s weights, without its bias, zero-padded by
-/// `padding` (`[(top, bottom), (left, right)]`): `(N, H, W, C_in)` -> `(N, H', W', C_out)`.
-/// `x` is channels-last, or channels-first `(N, C_in, H, W)` when `layout` says so (stamps).
-/// The bias is left to the caller, who may add it after pooling, on a quarter of the values.
-pub fn conv2d_unbiased<B: ChannelsLastOps>(
+/// The fused block `act(pool(conv(x)) + bias)` of [`kernels::conv_block`] with `conv`'s
+/// weight and bias: `x` is channels-last `(N, H, W, C_in)`, or channels-first
+/// `(N, C_in, H, W)` when `spec.layout` says so (stamps); the output is channels-last
+/// `(N, H', W', C_out)`.
+pub fn conv_block<B: ChannelsLastOps>(
     conv: &Conv2d<B>,
     x: Tensor<B, 4>,
-    layout: Layout,
-    padding: [(usize, usize); 2],
+    spec: ConvBlock,
 ) -> Tensor<B, 4> {
     let weight = conv.weight.val(); // (C_out, C_in, kH, kW)
     let [c_out, c_in, k_h, k_w] = weight.dims();
-    let dims = match (layout, x.dims()) {
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([c_out], &weight.device()),
+    };
+    let dims = match (spec.layout, x.dims()) {
         (Layout::ChannelsLast, [n, h, w, c]) | (Layout::ChannelsFirst, [n, c, h, w]) => {
             [n, h, w, c]
         }
@@ -223,47 +276,141 @@ pub fn conv2d_unbiased<B: ChannelsLastOps>(
         "input has {} channels, the kernel {c_in}",
         dims[3]
     );
-    let spec = Im2col {
-        layout,
-        kernel: [k_h, k_w],
-        padding,
-    };
-    let (out_h, out_w) = spec.output_size(dims[1], dims[2]);
-    let columns = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(B::im2col(
+    assert_eq!(
+        spec.kernel,
+        [k_h, k_w],
+        "the block's kernel size is the weight's"
+    );
+    let (out, _) = B::conv_block(
         x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.into_primitive().tensor(),
         dims,
         spec,
-    )));
-    // (C_out, C_in, kH, kW) -> (C_out, C_in * kH * kW), the im2col column order, without a
-    // copy; the transpose is a view the GEMM reads as it is.
-    let kernel = weight.reshape([c_out, c_in * k_h * k_w]).transpose();
-    // (N * H' * W', C_out)
-    columns
-        .matmul(kernel)
-        .reshape([dims[0], out_h, out_w, c_out])
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
-/// `conv`'s bias added to channels-last `(N, H, W, C_out)` activations.
-pub fn add_bias<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    match &conv.bias {
-        Some(bias) => x + bias.val().reshape([1, 1, 1, -1]),
-        None => x,
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::activation::leaky_relu;
+    use burn::tensor::ops::PadMode;
+
+    use super::*;
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::test_util::{assert_close, random};
+
+    /// (C_in, C_out, kernel, padding, pool, slope).
+    type Case = (usize, usize, usize, [(usize, usize); 2], bool, f32);
+
+    /// SeedCnn's and RotInvCnn's blocks, channel counts that are not a multiple of the
+    /// 16-channel tile, no padding, an odd pooled side, uneven padding.
+    const CASES: [Case; 6] = [
+        (4, 32, 2, [(0, 1), (0, 1)], true, 0.0),
+        (4, 32, 4, [(3, 3), (3, 3)], false, 0.01),
+        (3, 5, 3, [(1, 1), (1, 1)], true, 0.01),
+        (2, 20, 3, [(1, 1), (1, 1)], false, 0.0),
+        (2, 3, 4, [(0, 0), (0, 0)], true, 0.0),
+        (2, 2, 3, [(1, 0), (0, 2)], false, 0.3),
+    ];
+
+    /// burn's layers: channels-first `x` -> pad -> conv -> activation -> pool, channels-last.
+    fn burns<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, spec: ConvBlock) -> Tensor<B, 4> {
+        let y = conv.forward(x.pad(spec.padding, PadMode::Constant(0.0)));
+        let y = leaky_relu(y, spec.slope.into());
+        let y = if spec.pool {
+            MaxPool2dConfig::new([2, 2]).init().forward(y)
+        } else {
+            y
+        };
+        y.permute([0, 2, 3, 1])
     }
-}
 
-/// [`conv2d_unbiased`] plus `conv`'s bias.
-pub fn conv2d<B: ChannelsLastOps>(
-    conv: &Conv2d<B>,
-    x: Tensor<B, 4>,
-    layout: Layout,
-    padding: [(usize, usize); 2],
-) -> Tensor<B, 4> {
-    add_bias(conv, conv2d_unbiased(conv, x, layout, padding))
-}
+    fn case<B: Backend>(i: usize) -> (Conv2d<B>, Tensor<B, 4>, ConvBlock) {
+        let (c_in, c_out, k, padding, pool, slope) = CASES[i];
+        let mut conv = Conv2dConfig::new([c_in, c_out], [k, k]).init::<B>(&Default::default());
+        conv.bias = Some(Param::from_tensor(random([c_out], 7)));
+        let x = random([3, c_in, 9, 8], i as u32);
+        let spec = ConvBlock {
+            layout: Layout::ChannelsFirst,
+            kernel: [k, k],
+            padding,
+            pool,
+            slope,
+        };
+        (conv, x, spec)
+    }
 
-/// 2x2 max-pooling, stride 2, of channels-last `(N, H, W, C)` -> `(N, H/2, W/2, C)`.
-pub fn max_pool_2x2<B: ChannelsLastOps>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    Tensor::from_primitive(TensorPrimitive::Float(B::max_pool_2x2(
-        x.into_primitive().tensor(),
-    )))
+    #[test]
+    fn conv_block_gives_burns_values_from_either_layout() {
+        for i in 0..CASES.len() {
+            let (conv, x, spec) = case::<Cpu>(i);
+            let expected = burns(&conv, x.clone(), spec);
+            let first = conv_block(&conv, x.clone(), spec);
+            let last = conv_block(
+                &conv,
+                x.permute([0, 2, 3, 1]),
+                ConvBlock {
+                    layout: Layout::ChannelsLast,
+                    ..spec
+                },
+            );
+            assert_close(&first, &expected, &format!("case {i}, NCHW input"));
+            assert_close(&last, &expected, &format!("case {i}, NHWC input"));
+        }
+    }
+
+    #[test]
+    fn conv_block_gives_burns_gradients() {
+        type A = CpuAutodiff;
+        for i in 0..CASES.len() {
+            let (conv, x, spec) = case::<A>(i);
+            // loss = sum(weights * block(x)), through both.
+            let gradients = |fused: bool, layout: Layout| {
+                let x = match layout {
+                    Layout::ChannelsFirst => x.clone(),
+                    Layout::ChannelsLast => x.clone().permute([0, 2, 3, 1]),
+                }
+                .detach()
+                .require_grad();
+                let y = if fused {
+                    conv_block(&conv, x.clone(), ConvBlock { layout, ..spec })
+                } else {
+                    let nchw = match layout {
+                        Layout::ChannelsFirst => x.clone(),
+                        Layout::ChannelsLast => x.clone().permute([0, 3, 1, 2]),
+                    };
+                    burns(&conv, nchw, spec)
+                };
+                let grads = (y.clone() * random::<A, 4>(y.dims(), 5)).sum().backward();
+                [
+                    x.grad(&grads).unwrap(),
+                    conv.weight.val().grad(&grads).unwrap(),
+                    conv.bias
+                        .as_ref()
+                        .unwrap()
+                        .val()
+                        .grad(&grads)
+                        .unwrap()
+                        .unsqueeze(),
+                ]
+            };
+            for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+                let (ours, expected) = (gradients(true, layout), gradients(false, layout));
+                assert!(
+                    ours[0].clone().abs().sum().into_scalar() > 0.0,
+                    "gradient must flow"
+                );
+                for (what, (a, b)) in ["d/dx", "d/dweight", "d/dbias"]
+                    .iter()
+                    .zip(ours.iter().zip(&expected))
+                {
+                    assert_close(a, b, &format!("case {i}, {layout:?}: {what}"));
+                }
+            }
+        }
+    }
 }

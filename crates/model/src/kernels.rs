@@ -1,11 +1,18 @@
-//! CPU kernels for channels-last convolution and pooling: plain loops over `f32` slices,
-//! parallel across the candidates of a batch.
+//! CPU kernels for fused convolution blocks, `act(pool(conv(x)) + bias)`: a direct
+//! convolution over channels-last activations, parallel across the candidates of a batch.
 //!
-//! burn-flex convolves one stamp at a time: per stamp it converts to NHWC, builds an im2col
-//! tile and calls a GEMM of `(C_out, k*k*C_in) x (k*k*C_in, H*W)`. With 21x21 stamps those
-//! GEMMs are tiny and the per-stamp overheads dominate (5% of the CPU's peak for SeedCnn).
-//! With these kernels a whole batch is one `(N*H*W, k*k*C_in) x (k*k*C_in, C_out)` GEMM,
-//! and activations stay channels-last between layers so nothing is transposed.
+//! burn-flex convolves one stamp at a time through im2col and a GEMM, then pools, adds the
+//! bias and applies the activation as separate passes, each allocating its output. With
+//! 21x21 stamps those GEMMs are tiny and the passes dominate. Here each candidate is one
+//! call: its zero-padded input sits in a cache-sized scratch buffer, every output pixel's
+//! taps are read in place (no im2col matrix), and pooling, bias and activation are applied
+//! to the accumulators before anything is stored. A per-channel bias and a monotone
+//! activation commute with the max, so pooling first gives the same result on a quarter of
+//! the values.
+//!
+//! The inner loop is a register tile of 4 pixels x 16 output channels. On x86-64 CPUs with
+//! AVX2 and FMA (checked at run time) it is compiled for those instructions; elsewhere for
+//! the baseline instruction set.
 
 use rayon::prelude::*;
 
@@ -18,178 +25,631 @@ pub enum Layout {
     ChannelsFirst,
 }
 
-/// A stride-1 im2col: which input layout, kernel size and zero padding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Im2col {
+/// One fused block: stride-1 convolution with zero padding, optional 2x2 max-pooling
+/// (stride 2, an odd last row or column dropped, as Keras' valid pooling), the bias, then a
+/// (leaky) ReLU.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConvBlock {
+    /// The input's memory order; the output is always channels-last.
     pub layout: Layout,
     /// `[kH, kW]`.
     pub kernel: [usize; 2],
     /// `[(top, bottom), (left, right)]` rows and columns of zeros.
     pub padding: [(usize, usize); 2],
+    pub pool: bool,
+    /// Slope of the activation below zero: 0 for ReLU.
+    pub slope: f32,
 }
 
-impl Im2col {
-    /// Output `(H', W')` for an `(H, W)` input.
-    pub fn output_size(&self, height: usize, width: usize) -> (usize, usize) {
+impl ConvBlock {
+    /// Output `[H', W']` for an `(H, W)` input.
+    pub fn output_size(&self, height: usize, width: usize) -> [usize; 2] {
         let [(top, bottom), (left, right)] = self.padding;
-        (
-            height + top + bottom + 1 - self.kernel[0],
-            width + left + right + 1 - self.kernel[1],
-        )
+        let conv = [
+            (height + top + bottom + 1).saturating_sub(self.kernel[0]),
+            (width + left + right + 1).saturating_sub(self.kernel[1]),
+        ];
+        if self.pool {
+            conv.map(|side| side / 2)
+        } else {
+            conv
+        }
+    }
+}
+
+/// Output channels per register tile: two AVX vectors.
+const LANES: usize = 16;
+/// Pixels per register tile: one pooling window.
+const PIXELS: usize = 4;
+
+/// Everything about one block's shapes, per candidate.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    spec: ConvBlock,
+    /// Input `[H, W, C_in]`.
+    input: [usize; 3],
+    c_out: usize,
+    /// Width of the zero-padded input.
+    padded_w: usize,
+    /// Values of the zero-padded input, `(H + top + bottom) * padded_w * C_in`.
+    padded_len: usize,
+    /// Output `[H', W']`.
+    output: [usize; 2],
+    /// Values in one row of a pixel's taps, `kW * C_in` (contiguous in the padded input).
+    row_taps: usize,
+}
+
+impl Geometry {
+    /// For `dims = [N, H, W, C_in]` and a `(C_out, C_in, kH, kW)` weight of `weight_len` values.
+    fn new([_, height, width, c_in]: [usize; 4], weight_len: usize, spec: ConvBlock) -> Self {
+        let [(top, bottom), (left, right)] = spec.padding;
+        let padded_w = width + left + right;
+        let filter = c_in * spec.kernel[0] * spec.kernel[1];
+        assert!(
+            filter > 0 && weight_len.is_multiple_of(filter),
+            "a weight of {weight_len} values is not whole {:?} filters over {c_in} channels",
+            spec.kernel
+        );
+        let c_out = weight_len / filter;
+        Geometry {
+            spec,
+            input: [height, width, c_in],
+            c_out,
+            padded_w,
+            padded_len: (height + top + bottom) * padded_w * c_in,
+            output: spec.output_size(height, width),
+            row_taps: spec.kernel[1] * c_in,
+        }
     }
 
-    /// Kernel taps: `kH * kW`.
-    pub fn taps(&self) -> usize {
-        self.kernel[0] * self.kernel[1]
+    fn input_len(&self) -> usize {
+        self.input.iter().product()
     }
 
-    /// Columns of the im2col matrix: `C * kH * kW`.
-    pub fn columns(&self, channels: usize) -> usize {
-        self.taps() * channels
+    fn output_len(&self) -> usize {
+        self.output[0] * self.output[1] * self.c_out
     }
 
-    /// The kernel taps (`ky * kW + kx`) of output pixel `pixel` (row-major over `H' x W'`)
-    /// that read inside the input, each with the index of that input pixel's channel 0 in
-    /// one stamp and the stride between its channels. Taps in the zero padding are left out.
-    fn taps_of(
-        &self,
-        [height, width, channels]: [usize; 3],
-        out_w: usize,
-        pixel: usize,
-    ) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        let (y, x) = (pixel / out_w, pixel % out_w);
-        let [(top, _), (left, _)] = self.padding;
-        let k_w = self.kernel[1];
-        (0..self.taps()).filter_map(move |tap| {
-            let sy = (y + tap / k_w).checked_sub(top).filter(|&sy| sy < height)?;
-            let sx = (x + tap % k_w).checked_sub(left).filter(|&sx| sx < width)?;
-            Some(match self.layout {
-                Layout::ChannelsLast => (tap, (sy * width + sx) * channels, 1),
-                Layout::ChannelsFirst => (tap, sy * width + sx, height * width),
-            })
+    /// Values per output channel's weights, `kH * kW * C_in`.
+    fn taps(&self) -> usize {
+        self.spec.kernel[0] * self.row_taps
+    }
+
+    /// The tap number of a filter's `i`-th weight (`(C_in, kH, kW)` order, as burn stores
+    /// it): `(ky * kW + kx) * C_in + c`, the order of a pixel's taps in the padded input.
+    fn tap_of(&self, i: usize) -> usize {
+        let [k_h, k_w] = self.spec.kernel;
+        let (c, ky, kx) = (i / (k_h * k_w), i / k_w % k_h, i % k_w);
+        (ky * k_w + kx) * self.input[2] + c
+    }
+
+    fn channel_blocks(&self) -> usize {
+        self.c_out.div_ceil(LANES)
+    }
+
+    /// Offset between two rows of the padded input.
+    fn row_stride(&self) -> usize {
+        self.padded_w * self.input[2]
+    }
+
+    /// Offset in the padded input of the first tap of convolution pixel (`y`, `x`).
+    fn base(&self, y: usize, x: usize) -> usize {
+        (y * self.padded_w + x) * self.input[2]
+    }
+
+    /// The output pixels in groups of [`PIXELS`] convolution pixels: one pooling window per
+    /// output pixel, or up to four consecutive pixels (the last group repeats its last one).
+    fn groups(&self) -> impl Iterator<Item = Group> + '_ {
+        let [out_h, out_w] = self.output;
+        let pixels = out_h * out_w;
+        let step = if self.spec.pool { 1 } else { PIXELS };
+        (0..pixels).step_by(step).map(move |first| {
+            let bases = if self.spec.pool {
+                let (y, x) = (2 * (first / out_w), 2 * (first % out_w));
+                [(y, x), (y, x + 1), (y + 1, x), (y + 1, x + 1)].map(|(y, x)| self.base(y, x))
+            } else {
+                std::array::from_fn(|p| {
+                    let pixel = (first + p).min(pixels - 1);
+                    self.base(pixel / out_w, pixel % out_w)
+                })
+            };
+            Group {
+                first,
+                outputs: if self.spec.pool {
+                    1
+                } else {
+                    PIXELS.min(pixels - first)
+                },
+                bases,
+            }
         })
     }
-}
 
-/// `input`: `dims = [N, H, W, C]` (logical) stored in `spec.layout` -> the
-/// `(N * H' * W', C * kH * kW)` im2col matrix; column `c * kH * kW + ky * kW + kx` holds
-/// `input[n, y + ky - top, x + kx - left, c]` (zero outside the input). That is the order of a
-/// `Conv2d` weight `(C_out, C_in, kH, kW)` flattened per output channel, so the GEMM takes the
-/// weight as it is stored.
-pub fn im2col(input: &[f32], [n, height, width, channels]: [usize; 4], spec: &Im2col) -> Vec<f32> {
-    let (out_h, out_w) = spec.output_size(height, width);
-    let (columns, taps) = (spec.columns(channels), spec.taps());
-    let stamp = height * width * channels;
-    let mut out = vec![0.0f32; n * out_h * out_w * columns];
-    if out.is_empty() {
-        return out;
-    }
-    out.par_chunks_mut(out_h * out_w * columns)
-        .zip(input.par_chunks(stamp))
-        .for_each(|(out, input)| {
-            for (pixel, row) in out.chunks_exact_mut(columns).enumerate() {
-                // Taps in the zero padding are skipped: `out` starts zeroed.
-                for (tap, start, step) in spec.taps_of([height, width, channels], out_w, pixel) {
-                    for (c, v) in row.iter_mut().skip(tap).step_by(taps).enumerate() {
-                        *v = input[start + c * step];
+    /// Copy one candidate's input into the interior of the zero-padded buffer.
+    fn fill_padded(&self, input: &[f32], padded: &mut [f32]) {
+        let [height, width, c_in] = self.input;
+        let [(top, _), (left, _)] = self.spec.padding;
+        for y in 0..height {
+            let row = &mut padded[self.base(y + top, left)..][..width * c_in];
+            match self.spec.layout {
+                Layout::ChannelsLast => {
+                    row.copy_from_slice(&input[y * width * c_in..][..width * c_in])
+                }
+                Layout::ChannelsFirst => {
+                    for (x, pixel) in row.chunks_exact_mut(c_in).enumerate() {
+                        for (c, v) in pixel.iter_mut().enumerate() {
+                            *v = input[(c * height + y) * width + x];
+                        }
                     }
                 }
             }
-        });
-    out
-}
-
-/// The gradient of [`im2col`]: every column entry is added back to the input pixel it was
-/// copied from. Returns `dims` stored in `spec.layout`.
-pub fn col2im(
-    columns_grad: &[f32],
-    [n, height, width, channels]: [usize; 4],
-    spec: &Im2col,
-) -> Vec<f32> {
-    let (out_h, out_w) = spec.output_size(height, width);
-    let (columns, taps) = (spec.columns(channels), spec.taps());
-    let stamp = height * width * channels;
-    let mut grad = vec![0.0f32; n * stamp];
-    if grad.is_empty() {
-        return grad;
+        }
     }
-    grad.par_chunks_mut(stamp)
-        .zip(columns_grad.par_chunks(out_h * out_w * columns))
-        .for_each(|(grad, columns_grad)| {
-            for (pixel, row) in columns_grad.chunks_exact(columns).enumerate() {
-                for (tap, start, step) in spec.taps_of([height, width, channels], out_w, pixel) {
-                    for (c, g) in row.iter().skip(tap).step_by(taps).enumerate() {
-                        grad[start + c * step] += g;
+
+    /// The inverse of [`fill_padded`](Self::fill_padded) for gradients: the interior of the
+    /// padded gradient, in the input's layout (the padding's gradient is dropped).
+    fn unpad(&self, padded: &[f32], input: &mut [f32]) {
+        let [height, width, c_in] = self.input;
+        let [(top, _), (left, _)] = self.spec.padding;
+        for y in 0..height {
+            let row = &padded[self.base(y + top, left)..][..width * c_in];
+            match self.spec.layout {
+                Layout::ChannelsLast => {
+                    input[y * width * c_in..][..width * c_in].copy_from_slice(row)
+                }
+                Layout::ChannelsFirst => {
+                    for (x, pixel) in row.chunks_exact(c_in).enumerate() {
+                        for (c, v) in pixel.iter().enumerate() {
+                            input[(c * height + y) * width + x] = *v;
+                        }
                     }
                 }
             }
-        });
-    grad
-}
-
-/// The four inputs of pooling window (`i`, `j`) of a channels-last stamp, top-left first.
-fn window(width: usize, channels: usize, i: usize, j: usize) -> [usize; 4] {
-    let top_left = (2 * i * width + 2 * j) * channels;
-    let below = width * channels;
-    [
-        top_left,
-        top_left + channels,
-        top_left + below,
-        top_left + below + channels,
-    ]
-}
-
-/// 2x2 max-pooling, stride 2, of channels-last `dims = [N, H, W, C]` -> `(N, H/2, W/2, C)`;
-/// an odd last row or column is dropped (Keras' valid pooling).
-pub fn max_pool_2x2(input: &[f32], [n, height, width, channels]: [usize; 4]) -> Vec<f32> {
-    let (out_h, out_w) = (height / 2, width / 2);
-    let mut out = vec![0.0f32; n * out_h * out_w * channels];
-    if out.is_empty() {
-        return out;
+        }
     }
-    out.par_chunks_mut(out_h * out_w * channels)
-        .zip(input.par_chunks(height * width * channels))
-        .for_each(|(out, input)| {
-            for (pixel, out) in out.chunks_exact_mut(channels).enumerate() {
-                let [a, b, c, d] = window(width, channels, pixel / out_w, pixel % out_w);
-                for (k, v) in out.iter_mut().enumerate() {
-                    *v = input[a + k]
-                        .max(input[b + k])
-                        .max(input[c + k].max(input[d + k]));
-                }
-            }
-        });
-    out
 }
 
-/// The gradient of [`max_pool_2x2`]: each output's gradient goes to the first input of its
-/// window holding the maximum.
-pub fn max_pool_2x2_backward(
+/// Four convolution pixels and the output pixels they make.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    /// The first output pixel (row-major).
+    first: usize,
+    /// Output pixels: 1 when pooling, else up to [`PIXELS`].
+    outputs: usize,
+    /// Offsets of each convolution pixel's first tap in the padded input.
+    bases: [usize; PIXELS],
+}
+
+/// `a * b + c`, fused into one instruction where the CPU has it.
+trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// One rounding: only used where the target has an FMA instruction.
+struct Fused;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+/// Without a guaranteed FMA instruction, `f32::mul_add` is a slow library call.
+#[cfg(not(target_arch = "aarch64"))]
+struct Separate;
+
+#[cfg(not(target_arch = "aarch64"))]
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// The baseline instruction set's multiply-add: FMA is part of aarch64's.
+#[cfg(target_arch = "aarch64")]
+type Baseline = Fused;
+#[cfg(not(target_arch = "aarch64"))]
+type Baseline = Separate;
+
+/// Work on one candidate, compiled once per instruction set.
+trait Kernel {
+    fn run<M: MulAdd>(self);
+}
+
+/// Run `kernel` compiled for AVX2 and FMA where this x86-64 CPU has them (checked at run
+/// time), else for the baseline instruction set.
+fn dispatch(kernel: impl Kernel) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: this CPU has AVX2 and FMA, checked just above.
+        return unsafe { run_avx2_fma(kernel) };
+    }
+    kernel.run::<Baseline>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn run_avx2_fma(kernel: impl Kernel) {
+    kernel.run::<Fused>()
+}
+
+/// `weight` `(C_out, C_in, kH, kW)` as the forward tiles read it: per block of [`LANES`]
+/// output channels, per tap `(ky, kx, c_in)`, the block's 16 weights (zero past `C_out`).
+fn pack_weight(weight: &[f32], g: &Geometry) -> Vec<[f32; LANES]> {
+    let taps = g.taps();
+    let mut packed = vec![[0.0; LANES]; g.channel_blocks() * taps];
+    for (co, filter) in weight.chunks_exact(taps).enumerate() {
+        for (i, w) in filter.iter().enumerate() {
+            packed[(co / LANES) * taps + g.tap_of(i)][co % LANES] = *w;
+        }
+    }
+    packed
+}
+
+/// Forward pass of one block over a batch. `input` holds `dims = [N, H, W, C_in]` stored in
+/// `spec.layout`; `weight` is `(C_out, C_in, kH, kW)` and `bias` `(C_out)`, as burn's
+/// `Conv2d` stores them. Returns the channels-last `(N, H', W', C_out)` output and, when
+/// pooling, which of its window's four pixels (0..4, row-major) each output value came from.
+pub fn conv_block(
     input: &[f32],
-    output_grad: &[f32],
-    [n, height, width, channels]: [usize; 4],
-) -> Vec<f32> {
-    let (out_h, out_w) = (height / 2, width / 2);
-    let stamp = height * width * channels;
-    let mut grad = vec![0.0f32; n * stamp];
-    if grad.is_empty() || out_h * out_w == 0 {
-        return grad;
+    dims: [usize; 4],
+    weight: &[f32],
+    bias: &[f32],
+    spec: &ConvBlock,
+) -> (Vec<f32>, Option<Vec<u8>>) {
+    let g = Geometry::new(dims, weight.len(), *spec);
+    assert_eq!(bias.len(), g.c_out, "bias length");
+    let packed = pack_weight(weight, &g);
+    let mut bias_blocks = vec![[0.0; LANES]; g.channel_blocks()];
+    for (co, b) in bias.iter().enumerate() {
+        bias_blocks[co / LANES][co % LANES] = *b;
     }
-    grad.par_chunks_mut(stamp)
-        .zip(input.par_chunks(stamp))
-        .zip(output_grad.par_chunks(out_h * out_w * channels))
-        .for_each(|((grad, input), output_grad)| {
-            for (pixel, output_grad) in output_grad.chunks_exact(channels).enumerate() {
-                let taps = window(width, channels, pixel / out_w, pixel % out_w);
-                for (k, g) in output_grad.iter().enumerate() {
-                    let best = taps
-                        .iter()
-                        .map(|t| t + k)
-                        .reduce(|best, i| if input[i] > input[best] { i } else { best })
-                        .expect("four taps");
-                    grad[best] += g;
+    let n = dims[0];
+    let (in_len, out_len) = (g.input_len(), g.output_len());
+    let mut output = vec![0.0f32; n * out_len];
+    if output.is_empty() {
+        return (output, spec.pool.then(Vec::new));
+    }
+    let worker = Forward {
+        g: &g,
+        packed: &packed,
+        bias: &bias_blocks,
+    };
+    let scratch = || vec![0.0f32; g.padded_len];
+    let candidates = output.par_chunks_mut(out_len).zip(input.par_chunks(in_len));
+    if spec.pool {
+        let mut argmax = vec![0u8; n * out_len];
+        candidates
+            .zip(argmax.par_chunks_mut(out_len))
+            .for_each_init(scratch, |padded, ((out, x), argmax)| {
+                worker.run(x, padded, out, argmax)
+            });
+        (output, Some(argmax))
+    } else {
+        candidates.for_each_init(scratch, |padded, (out, x)| {
+            worker.run(x, padded, out, &mut [])
+        });
+        (output, None)
+    }
+}
+
+/// The forward pass of one candidate at a time.
+struct Forward<'a> {
+    g: &'a Geometry,
+    packed: &'a [[f32; LANES]],
+    bias: &'a [[f32; LANES]],
+}
+
+impl Forward<'_> {
+    /// `padded` is scratch of `padded_len` values whose border stays zero between calls.
+    fn run(&self, input: &[f32], padded: &mut [f32], output: &mut [f32], argmax: &mut [u8]) {
+        self.g.fill_padded(input, padded);
+        dispatch(ForwardCandidate {
+            worker: self,
+            padded,
+            output,
+            argmax,
+        });
+    }
+
+    #[inline(always)]
+    fn run_with<M: MulAdd>(&self, padded: &[f32], output: &mut [f32], argmax: &mut [u8]) {
+        let g = self.g;
+        let (taps, c_out, slope) = (g.taps(), g.c_out, g.spec.slope);
+        let activate = |z: f32| if z > 0.0 { z } else { slope * z };
+        for group in g.groups() {
+            for (block, bias) in self.bias.iter().enumerate() {
+                let packed = &self.packed[block * taps..][..taps];
+                let acc = tile::<M>(padded, group.bases, g, packed);
+                let first = block * LANES;
+                let lanes = LANES.min(c_out - first);
+                if g.spec.pool {
+                    let at = group.first * c_out + first;
+                    let (out, arg) = (&mut output[at..][..lanes], &mut argmax[at..][..lanes]);
+                    for lane in 0..lanes {
+                        let (mut best, mut from) = (acc[0][lane], 0);
+                        for (p, pixel) in acc.iter().enumerate().skip(1) {
+                            if pixel[lane] > best {
+                                (best, from) = (pixel[lane], p as u8);
+                            }
+                        }
+                        out[lane] = activate(best + bias[lane]);
+                        arg[lane] = from;
+                    }
+                } else {
+                    for (p, pixel) in acc.iter().enumerate().take(group.outputs) {
+                        let out = &mut output[(group.first + p) * c_out + first..][..lanes];
+                        for (lane, v) in out.iter_mut().enumerate() {
+                            *v = activate(pixel[lane] + bias[lane]);
+                        }
+                    }
                 }
             }
+        }
+    }
+}
+
+struct ForwardCandidate<'a> {
+    worker: &'a Forward<'a>,
+    padded: &'a [f32],
+    output: &'a mut [f32],
+    argmax: &'a mut [u8],
+}
+
+impl Kernel for ForwardCandidate<'_> {
+    #[inline(always)]
+    fn run<M: MulAdd>(self) {
+        self.worker
+            .run_with::<M>(self.padded, self.output, self.argmax)
+    }
+}
+
+/// The register tile: 16 output channels' convolution at 4 pixels (`bases` in the padded
+/// input), `packed` holding those channels' weights per tap.
+#[inline(always)]
+fn tile<M: MulAdd>(
+    padded: &[f32],
+    bases: [usize; PIXELS],
+    g: &Geometry,
+    packed: &[[f32; LANES]],
+) -> [[f32; LANES]; PIXELS] {
+    let row_taps = g.row_taps;
+    let mut acc = [[0.0f32; LANES]; PIXELS];
+    for ky in 0..g.spec.kernel[0] {
+        // Equal lengths let the compiler drop the bounds checks of the inner loop.
+        let weights = &packed[ky * row_taps..][..row_taps];
+        let rows = bases.map(|base| &padded[base + ky * g.row_stride()..][..row_taps]);
+        for t in 0..row_taps {
+            for (acc, row) in acc.iter_mut().zip(&rows) {
+                let a = row[t];
+                for (acc, w) in acc.iter_mut().zip(&weights[t]) {
+                    *acc = M::mul_add(a, *w, *acc);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Gradients of a block with respect to its input (when asked for), weight and bias.
+#[derive(Debug)]
+pub struct ConvBlockGrads {
+    /// Laid out as the input was.
+    pub input: Option<Vec<f32>>,
+    /// `(C_out, C_in, kH, kW)`.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// The backward pass of [`conv_block`]: `output`, `argmax` are what it returned, and
+/// `output_grad` the loss gradient with respect to `output`.
+///
+/// The activation's derivative is read from the sign of the output, and each pooled value's
+/// gradient goes to the one convolution pixel it came from, so only a quarter of the
+/// convolution's pixels (and for ReLU about half of those) get a gradient; each is added to
+/// the weight gradient and the input gradient as a short vector `axpy`.
+#[allow(clippy::too_many_arguments)] // the forward pass's inputs and outputs
+pub fn conv_block_backward(
+    input: &[f32],
+    dims: [usize; 4],
+    weight: &[f32],
+    output: &[f32],
+    argmax: Option<&[u8]>,
+    output_grad: &[f32],
+    spec: &ConvBlock,
+    input_grad: bool,
+) -> ConvBlockGrads {
+    let g = Geometry::new(dims, weight.len(), *spec);
+    assert_eq!(
+        argmax.is_some(),
+        spec.pool,
+        "argmax is needed exactly when pooling"
+    );
+    let (taps, c_out) = (g.taps(), g.c_out);
+    // (C_out, taps) in the padded input's tap order, for the input gradient.
+    let mut by_tap = vec![0.0f32; c_out * taps];
+    for (co, filter) in weight.chunks_exact(taps).enumerate() {
+        for (i, w) in filter.iter().enumerate() {
+            by_tap[co * taps + g.tap_of(i)] = *w;
+        }
+    }
+    let (n, in_len, out_len) = (dims[0], g.input_len(), g.output_len());
+    let worker = Backward {
+        g: &g,
+        input,
+        weight: &by_tap,
+        output,
+        argmax: argmax.unwrap_or(&[]),
+        output_grad,
+    };
+    let new_sums = || Sums {
+        weight: vec![0.0; c_out * taps],
+        bias: vec![0.0; c_out],
+        padded: vec![0.0; g.padded_len],
+        padded_grad: vec![0.0; if input_grad { g.padded_len } else { 0 }],
+    };
+    let add = |mut a: Sums, b: Sums| {
+        a.add(&b);
+        a
+    };
+    let mut input_grads = vec![0.0f32; if input_grad { n * in_len } else { 0 }];
+    let sums = if out_len == 0 || n == 0 {
+        new_sums()
+    } else if input_grad {
+        input_grads
+            .par_chunks_mut(in_len)
+            .enumerate()
+            .fold(new_sums, |mut sums, (i, dx)| {
+                worker.run(i, &mut sums, Some(dx));
+                sums
+            })
+            .reduce(new_sums, add)
+    } else {
+        (0..n)
+            .into_par_iter()
+            .fold(new_sums, |mut sums, i| {
+                worker.run(i, &mut sums, None);
+                sums
+            })
+            .reduce(new_sums, add)
+    };
+    // (C_out, taps) -> (C_out, C_in, kH, kW)
+    let mut weight_grad = vec![0.0f32; c_out * taps];
+    for (co, filter) in weight_grad.chunks_exact_mut(taps).enumerate() {
+        for (i, w) in filter.iter_mut().enumerate() {
+            *w = sums.weight[co * taps + g.tap_of(i)];
+        }
+    }
+    ConvBlockGrads {
+        input: input_grad.then_some(input_grads),
+        weight: weight_grad,
+        bias: sums.bias,
+    }
+}
+
+/// Per-thread sums of the weight and bias gradients, and scratch buffers.
+struct Sums {
+    /// `(C_out, taps)`, taps in the padded input's order.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    padded: Vec<f32>,
+    padded_grad: Vec<f32>,
+}
+
+impl Sums {
+    fn add(&mut self, other: &Sums) {
+        for (a, b) in self.weight.iter_mut().zip(&other.weight) {
+            *a += b;
+        }
+        for (a, b) in self.bias.iter_mut().zip(&other.bias) {
+            *a += b;
+        }
+    }
+}
+
+/// The backward pass of one candidate at a time.
+struct Backward<'a> {
+    g: &'a Geometry,
+    input: &'a [f32],
+    /// `(C_out, taps)`.
+    weight: &'a [f32],
+    output: &'a [f32],
+    argmax: &'a [u8],
+    output_grad: &'a [f32],
+}
+
+impl Backward<'_> {
+    fn run(&self, candidate: usize, sums: &mut Sums, input_grad: Option<&mut [f32]>) {
+        let (in_len, out_len) = (self.g.input_len(), self.g.output_len());
+        let input = &self.input[candidate * in_len..][..in_len];
+        self.g.fill_padded(input, &mut sums.padded);
+        sums.padded_grad.fill(0.0);
+        dispatch(BackwardCandidate {
+            worker: self,
+            at: candidate * out_len..(candidate + 1) * out_len,
+            sums,
         });
-    grad
+        if let Some(input_grad) = input_grad {
+            self.g.unpad(&sums.padded_grad, input_grad);
+        }
+    }
+
+    #[inline(always)]
+    fn run_with<M: MulAdd>(&self, at: std::ops::Range<usize>, sums: &mut Sums) {
+        let g = self.g;
+        let (taps, c_out, row_taps, stride) = (g.taps(), g.c_out, g.row_taps, g.row_stride());
+        let output = &self.output[at.clone()];
+        let output_grad = &self.output_grad[at.clone()];
+        let argmax = if g.spec.pool {
+            &self.argmax[at]
+        } else {
+            &[][..]
+        };
+        let with_input_grad = !sums.padded_grad.is_empty();
+        for group in g.groups() {
+            for p in 0..group.outputs {
+                let pixel = group.first + p;
+                for co in 0..c_out {
+                    let i = pixel * c_out + co;
+                    let grad = output_grad[i];
+                    let grad = if output[i] > 0.0 {
+                        grad
+                    } else {
+                        grad * g.spec.slope
+                    };
+                    if grad == 0.0 {
+                        continue;
+                    }
+                    sums.bias[co] += grad;
+                    let base = group.bases[if g.spec.pool {
+                        usize::from(argmax[i])
+                    } else {
+                        p
+                    }];
+                    let weight_grad = &mut sums.weight[co * taps..][..taps];
+                    let weight = &self.weight[co * taps..][..taps];
+                    for ky in 0..g.spec.kernel[0] {
+                        let row = base + ky * stride;
+                        let taps_of_row = ky * row_taps..(ky + 1) * row_taps;
+                        axpy::<M>(
+                            grad,
+                            &sums.padded[row..][..row_taps],
+                            &mut weight_grad[taps_of_row.clone()],
+                        );
+                        if with_input_grad {
+                            axpy::<M>(
+                                grad,
+                                &weight[taps_of_row],
+                                &mut sums.padded_grad[row..][..row_taps],
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct BackwardCandidate<'a> {
+    worker: &'a Backward<'a>,
+    /// The candidate's values in the output and its gradient.
+    at: std::ops::Range<usize>,
+    sums: &'a mut Sums,
+}
+
+impl Kernel for BackwardCandidate<'_> {
+    #[inline(always)]
+    fn run<M: MulAdd>(self) {
+        self.worker.run_with::<M>(self.at, self.sums)
+    }
+}
+
+/// `y += a * x`.
+#[inline(always)]
+fn axpy<M: MulAdd>(a: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = M::mul_add(a, *x, *y);
+    }
 }

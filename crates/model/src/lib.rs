@@ -18,6 +18,8 @@ pub mod kernels;
 pub mod metadata;
 pub mod rot_inv_cnn;
 pub mod seed_cnn;
+#[cfg(test)]
+mod test_util;
 
 pub use classifier::{Classifier, stamps_tensor};
 pub use error::ModelError;

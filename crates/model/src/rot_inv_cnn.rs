@@ -25,6 +25,8 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 
+use crate::channels_last::{ChannelsLastOps, conv_block};
+use crate::kernels::{ConvBlock, Layout};
 use crate::{CHANNELS, CLASSES, SIDE};
 
 fn act<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -84,7 +86,7 @@ pub fn rot90<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     x.swap_dims(2, 3).flip([2])
 }
 
-impl<B: Backend> RotInvCnn<B> {
+impl<B: ChannelsLastOps> RotInvCnn<B> {
     /// `(N, 4, 21, 21)` stamps -> `(N, 2)` logits.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let n = x.dims()[0];
@@ -93,16 +95,75 @@ impl<B: Backend> RotInvCnn<B> {
         let r3 = rot90(r2.clone());
         // (4N, 4, 21, 21), rotation-major.
         let x = Tensor::cat(vec![x, r1, r2, r3], 0);
-        let x = act(self.conv1.forward(x)); // (4N, 32, 24, 24)
-        let x = self.pool.forward(act(self.conv2.forward(x))); // (4N, 32, 12, 12)
-        let x = act(self.conv3.forward(x));
-        let x = act(self.conv4.forward(x));
-        let x = self.pool.forward(act(self.conv5.forward(x))); // (4N, 64, 6, 6)
+        let x = if B::channels_last() {
+            self.tower_channels_last(x)
+        } else {
+            self.tower(x)
+        };
         let x: Tensor<B, 2> = x.flatten(1, 3);
         let x = act(self.dense_rotation.forward(x)); // (4N, 64)
         // Cyclic average pooling over the rotations: (4, N, 64) -> (N, 64).
         let x = x.reshape([4, n, DENSE]).mean_dim(0).reshape([n, DENSE]);
         let x = self.dropout.forward(act(self.dense.forward(x)));
         self.output.forward(x)
+    }
+
+    /// The convolutional tower through burn's layers: `(4N, 4, 21, 21)` -> `(4N, 64, 6, 6)`.
+    fn tower(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = act(self.conv1.forward(x)); // (4N, 32, 24, 24)
+        let x = self.pool.forward(act(self.conv2.forward(x))); // (4N, 32, 12, 12)
+        let x = act(self.conv3.forward(x));
+        let x = act(self.conv4.forward(x));
+        self.pool.forward(act(self.conv5.forward(x))) // (4N, 64, 6, 6)
+    }
+
+    /// [`tower`](Self::tower) as fused channels-last blocks, the same values.
+    fn tower_channels_last(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let block = |pad, pool| ConvBlock {
+            layout: Layout::ChannelsLast,
+            kernel: [3, 3],
+            padding: [(pad, pad); 2],
+            pool,
+            slope: SLOPE as f32,
+        };
+        let first = ConvBlock {
+            layout: Layout::ChannelsFirst, // the stamps
+            kernel: [4, 4],
+            ..block(3, false)
+        };
+        let x = conv_block(&self.conv1, x, first); // (4N, 24, 24, 32)
+        let x = conv_block(&self.conv2, x, block(1, true)); // (4N, 12, 12, 32)
+        let x = conv_block(&self.conv3, x, block(1, false));
+        let x = conv_block(&self.conv4, x, block(1, false));
+        let x = conv_block(&self.conv5, x, block(1, true)); // (4N, 6, 6, 64)
+        // The dense layer's weights are ordered (C, H, W), as burn's path flattens.
+        x.permute([0, 3, 1, 2])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::test_util::{assert_close, random};
+
+    #[test]
+    fn fused_tower_gives_burns_values_and_gradients() {
+        let model = RotInvCnnConfig::new().init::<CpuAutodiff>(&Default::default());
+        let x: Tensor<CpuAutodiff, 4> = random([2, CHANNELS, 21, 21], 3);
+        let ours = model.tower_channels_last(x.clone());
+        let burns = model.tower(x);
+        assert_close(
+            &ours.clone().inner(),
+            &burns.clone().inner(),
+            "tower output",
+        );
+        let weight = |y: Tensor<CpuAutodiff, 4>| {
+            let grads = (y * random::<CpuAutodiff, 4>([2, 64, 6, 6], 4))
+                .sum()
+                .backward();
+            model.conv1.weight.val().grad(&grads).expect("gradient")
+        };
+        assert_close::<Cpu, 4>(&weight(ours), &weight(burns), "first kernel's gradient");
     }
 }

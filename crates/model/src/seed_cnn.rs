@@ -9,9 +9,9 @@
 //! ```
 //!
 //! Keras' `padding='same'` with an even kernel pads 0 before and 1 after (its total padding
-//! `k - 1 = 1` goes to the bottom/right): [`KERAS_SAME_2X2`]. On the CPU the blocks run
-//! channels-last, each convolution one GEMM over the batch ([`crate::channels_last`]);
-//! elsewhere through burn's `Conv2d` and `MaxPool2d`, on the same parameters. Kernels are
+//! `k - 1 = 1` goes to the bottom/right): [`KERAS_SAME_2X2`]. On the CPU each block is one
+//! fused channels-last op ([`crate::channels_last::conv_block`]); elsewhere it runs through
+//! burn's `Conv2d` and `MaxPool2d`, on the same parameters. Kernels are
 //! Glorot-uniform and biases zero, as Keras' defaults.
 
 use burn::module::Param;
@@ -22,8 +22,8 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::ops::PadMode;
 
-use crate::channels_last::{ChannelsLastOps, add_bias, conv2d_unbiased, max_pool_2x2};
-use crate::kernels::Layout;
+use crate::channels_last::{ChannelsLastOps, conv_block};
+use crate::kernels::{ConvBlock, Layout};
 use crate::{CHANNELS, CLASSES};
 
 /// The reference CNN; it has no hyper-parameters.
@@ -93,28 +93,62 @@ pub fn keras_same_pad_2x2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 impl<B: ChannelsLastOps> SeedCnn<B> {
     /// `(N, 4, 21, 21)` stamps -> `(N, 2)` logits.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let n = x.dims()[0];
-        let mut x: Tensor<B, 2> = if B::channels_last() {
-            let (mut x, mut layout) = (x, Layout::ChannelsFirst);
-            for conv in &self.convs {
-                // (N, S, S, C) -> (N, S, S, C') -> (N, S / 2, S / 2, C'). A per-channel bias
-                // and ReLU commute with the max, so they run on the pooled quarter.
-                let y = conv2d_unbiased(conv, x, layout, KERAS_SAME_2X2);
-                x = relu(add_bias(conv, max_pool_2x2(y)));
-                layout = Layout::ChannelsLast;
-            }
-            x.reshape([n, CONV_CHANNELS[3]]) // (N, 1, 1, 64) -> (N, 64)
+        let mut x = if B::channels_last() {
+            self.blocks_channels_last(x)
         } else {
-            let mut x = x;
-            for conv in &self.convs {
-                // (N, C, S, S) -> (N, C', S, S) -> (N, C', S / 2, S / 2)
-                x = self.pool.forward(relu(conv.forward(keras_same_pad_2x2(x))));
-            }
-            x.flatten(1, 3) // (N, 64, 1, 1) -> (N, 64)
+            self.blocks(x)
         };
         for dense in &self.dense {
             x = sigmoid(dense.forward(x));
         }
         self.output.forward(x)
+    }
+
+    /// The four convolution blocks through burn's layers: `(N, 4, 21, 21)` -> `(N, 64)`.
+    fn blocks(&self, mut x: Tensor<B, 4>) -> Tensor<B, 2> {
+        for conv in &self.convs {
+            // (N, C, S, S) -> (N, C', S, S) -> (N, C', S / 2, S / 2)
+            x = self.pool.forward(relu(conv.forward(keras_same_pad_2x2(x))));
+        }
+        x.flatten(1, 3) // (N, 64, 1, 1) -> (N, 64)
+    }
+
+    /// [`blocks`](Self::blocks) as fused channels-last ops, the same values.
+    fn blocks_channels_last(&self, mut x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let n = x.dims()[0];
+        let mut block = ConvBlock {
+            layout: Layout::ChannelsFirst, // the stamps
+            kernel: [2, 2],
+            padding: KERAS_SAME_2X2,
+            pool: true,
+            slope: 0.0,
+        };
+        for conv in &self.convs {
+            // (N, S, S, C) -> (N, S / 2, S / 2, C'), channels-last
+            x = conv_block(conv, x, block);
+            block.layout = Layout::ChannelsLast;
+        }
+        x.reshape([n, CONV_CHANNELS[3]]) // (N, 1, 1, 64) -> (N, 64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::test_util::{assert_close, random};
+
+    #[test]
+    fn fused_blocks_give_burns_values_and_gradients() {
+        let model = SeedCnnConfig::new().init::<CpuAutodiff>(&Default::default());
+        let x: Tensor<CpuAutodiff, 4> = random([3, CHANNELS, 21, 21], 1);
+        let ours = model.blocks_channels_last(x.clone());
+        let burns = model.blocks(x);
+        assert_close(&ours.clone().inner(), &burns.clone().inner(), "features");
+        let weight = |y: Tensor<CpuAutodiff, 2>| {
+            let grads = (y * random::<CpuAutodiff, 2>([3, 64], 2)).sum().backward();
+            model.convs[0].weight.val().grad(&grads).expect("gradient")
+        };
+        assert_close::<Cpu, 4>(&weight(ours), &weight(burns), "first kernel's gradient");
     }
 }

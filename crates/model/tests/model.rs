@@ -1,16 +1,11 @@
 use burn::module::Param;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::MaxPool2dConfig;
+use burn::nn::conv::Conv2dConfig;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
-use burn::tensor::ops::PadMode;
 use hits_core::config::{ModelConfig, ModelKind};
-use model::backend::{Cpu, CpuAutodiff};
-use model::channels_last::{conv2d, max_pool_2x2};
-use model::kernels::Layout;
+use model::backend::Cpu;
 use model::metadata::{self, InputSpec, ModelMetadata};
 use model::rot_inv_cnn::rot90;
-use model::seed_cnn::{KERAS_SAME_2X2, keras_same_pad_2x2};
+use model::seed_cnn::keras_same_pad_2x2;
 use model::{Classifier, stamps_tensor};
 
 type B = Cpu;
@@ -73,118 +68,6 @@ fn keras_same_padding_of_a_2x2_kernel_pads_bottom_and_right() {
     let y = conv.forward(keras_same_pad_2x2(x));
     assert_eq!(y.dims(), [1, 1, 3, 3]);
     assert_eq!(values(y), expected);
-}
-
-/// Deterministic pseudo-random values in [-1, 1) of shape `dims`.
-fn random<Bk: burn::prelude::Backend, const D: usize>(
-    dims: [usize; D],
-    salt: u32,
-) -> Tensor<Bk, D> {
-    let n: usize = dims.iter().product();
-    let v: Vec<f32> = stamps(n.div_ceil(hits_core::TENSOR_LEN), salt)[..n]
-        .iter()
-        .map(|x| 2.0 * x - 1.0)
-        .collect();
-    Tensor::from_data(TensorData::new(v, dims), &Default::default())
-}
-
-/// burn's own convolution (NCHW, explicit zero padding) -> channels-last output.
-fn burn_conv<Bk: burn::prelude::Backend>(
-    conv: &Conv2d<Bk>,
-    x: Tensor<Bk, 4>,
-    padding: [(usize, usize); 2],
-) -> Tensor<Bk, 4> {
-    conv.forward(x.pad(padding, PadMode::Constant(0.0)))
-        .permute([0, 2, 3, 1])
-}
-
-fn assert_close(a: Vec<f32>, b: Vec<f32>, what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}");
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!(
-            (x - y).abs() < 1e-4 * (1.0 + y.abs()),
-            "{what}[{i}]: {x} vs {y}"
-        );
-    }
-}
-
-#[test]
-fn channels_last_convolution_matches_burns() {
-    // (C_in, C_out, kernel, padding): SeedCnn's 2x2 'same', odd kernels, no padding.
-    let cases = [
-        (4, 32, 2, [(0, 1), (0, 1)]),
-        (3, 5, 3, [(1, 1), (1, 1)]),
-        (2, 3, 4, [(3, 3), (3, 3)]),
-        (2, 2, 3, [(0, 0), (0, 0)]),
-    ];
-    for (salt, (c_in, c_out, k, padding)) in cases.into_iter().enumerate() {
-        let mut conv = Conv2dConfig::new([c_in, c_out], [k, k]).init::<B>(&device());
-        conv.bias = Some(Param::from_tensor(random([c_out], 7)));
-        let x: Tensor<B, 4> = random([3, c_in, 9, 8], salt as u32);
-        let expected = values(burn_conv(&conv, x.clone(), padding));
-        let first = conv2d(&conv, x.clone(), Layout::ChannelsFirst, padding);
-        let last = conv2d(
-            &conv,
-            x.permute([0, 2, 3, 1]),
-            Layout::ChannelsLast,
-            padding,
-        );
-        assert_close(
-            values(first),
-            expected.clone(),
-            &format!("case {salt}, NCHW input"),
-        );
-        assert_close(values(last), expected, &format!("case {salt}, NHWC input"));
-    }
-}
-
-#[test]
-fn channels_last_max_pool_matches_burns_and_drops_an_odd_edge() {
-    let pool = MaxPool2dConfig::new([2, 2]).init();
-    for (h, w) in [(21, 21), (10, 10), (5, 4), (2, 3)] {
-        let x: Tensor<B, 4> = random([2, 3, h, w], (h * w) as u32);
-        let expected = pool.forward(x.clone()).permute([0, 2, 3, 1]);
-        let got = max_pool_2x2(x.permute([0, 2, 3, 1]));
-        assert_eq!(got.dims(), [2, h / 2, w / 2, 3]);
-        assert_eq!(values(got), values(expected), "{h}x{w}");
-    }
-}
-
-#[test]
-fn channels_last_gradients_match_burns() {
-    type A = CpuAutodiff;
-    let d = device();
-    let pool = MaxPool2dConfig::new([2, 2]).init();
-    let mut conv = Conv2dConfig::new([3, 4], [2, 2]).init::<A>(&d);
-    conv.bias = Some(Param::from_tensor(random([4], 3)));
-    let weights: Tensor<A, 4> = random([2, 2, 2, 4], 5);
-    // loss = sum(weights * relu(pool(conv(x)))), through both paths.
-    let loss_and_grads = |channels_last: bool| {
-        let x = random::<A, 4>([2, 3, 5, 5], 11).require_grad();
-        let y = if channels_last {
-            max_pool_2x2(conv2d(
-                &conv,
-                x.clone(),
-                Layout::ChannelsFirst,
-                KERAS_SAME_2X2,
-            ))
-        } else {
-            pool.forward(conv.forward(keras_same_pad_2x2(x.clone())))
-                .permute([0, 2, 3, 1])
-        };
-        let loss = (relu(y) * weights.clone()).sum();
-        let grads = loss.backward();
-        (
-            values(x.grad(&grads).unwrap()),
-            values(conv.weight.val().grad(&grads).unwrap()),
-            values(conv.bias.as_ref().unwrap().val().grad(&grads).unwrap()),
-        )
-    };
-    let (ours, burns) = (loss_and_grads(true), loss_and_grads(false));
-    assert!(ours.0.iter().any(|g| *g != 0.0), "gradient must flow");
-    assert_close(ours.0, burns.0, "d loss / d x");
-    assert_close(ours.1, burns.1, "d loss / d weight");
-    assert_close(ours.2, burns.2, "d loss / d bias");
 }
 
 #[test]
