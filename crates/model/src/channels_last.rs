@@ -46,20 +46,24 @@ pub trait ChannelsLastOps: Backend {
 
     /// The fused block [`kernels::conv_block`]: `x` holds `dims = [N, H, W, C_in]` stored
     /// in `spec.layout`, `weight` is `(C_out, C_in, kH, kW)`, `bias` `(C_out)`. Returns the
-    /// channels-last `(N, H', W', C_out)` output and, when pooling, each output value's
-    /// window position (for the backward pass).
+    /// channels-last `(N, H', W', C_out)` output and, when pooling and `keep_argmax`, each
+    /// output value's window position (for the backward pass). Autodiff backends decide
+    /// `keep_argmax` themselves.
     fn conv_block(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         dims: [usize; 4],
         spec: ConvBlock,
+        keep_argmax: bool,
     ) -> (FloatTensor<Self>, Option<Arc<[u8]>>) {
         let device = Self::float_device(&x);
         let c_out = dims4::<Self>(&weight)[0];
         let (out, argmax) = Self::with_values(x, |x| {
             Self::with_values(weight, |w| {
-                Self::with_values(bias, |b| kernels::conv_block(x, dims, w, b, &spec))
+                Self::with_values(bias, |b| {
+                    kernels::conv_block(x, dims, w, b, &spec, keep_argmax)
+                })
             })
         });
         let [h, w] = spec.output_size(dims[1], dims[2]);
@@ -167,6 +171,7 @@ impl<B: ChannelsLastOps, C: CheckpointStrategy> ChannelsLastOps for Autodiff<B, 
         bias: FloatTensor<Self>,
         dims: [usize; 4],
         spec: ConvBlock,
+        _: bool,
     ) -> (FloatTensor<Self>, Option<Arc<[u8]>>) {
         #[derive(Debug)]
         struct ConvBlockBackward;
@@ -228,6 +233,7 @@ impl<B: ChannelsLastOps, C: CheckpointStrategy> ChannelsLastOps for Autodiff<B, 
                     bias.primitive,
                     dims,
                     spec,
+                    true,
                 );
                 let state = (
                     x.primitive,
@@ -239,8 +245,17 @@ impl<B: ChannelsLastOps, C: CheckpointStrategy> ChannelsLastOps for Autodiff<B, 
                 );
                 prep.finish(state, out)
             }
-            OpsKind::UnTracked(prep) => prep
-                .finish(B::conv_block(x.primitive, weight.primitive, bias.primitive, dims, spec).0),
+            OpsKind::UnTracked(prep) => prep.finish(
+                B::conv_block(
+                    x.primitive,
+                    weight.primitive,
+                    bias.primitive,
+                    dims,
+                    spec,
+                    false,
+                )
+                .0,
+            ),
         };
         (out, None)
     }
@@ -287,6 +302,7 @@ pub fn conv_block<B: ChannelsLastOps>(
         bias.into_primitive().tensor(),
         dims,
         spec,
+        false, // an autodiff backend keeps what its backward pass needs
     );
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }

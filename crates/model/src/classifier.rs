@@ -71,9 +71,9 @@ impl<B: ChannelsLastOps> Classifier<B> {
 }
 
 /// Most candidates per forward pass in [`Classifier::predict`]: beyond this the activations
-/// (e.g. SeedCnn's first im2col matrix, 58 KiB per candidate) outgrow the caches and each pass
-/// allocates fresh, page-faulting memory, so larger batches run slower, not faster
-/// (measured on 2 cores: 64 per pass ran 2.6x faster than 1,024).
+/// (SeedCnn's first block writes 12.5 KiB per candidate) outgrow the caches and each pass
+/// allocates fresh, page-faulting memory, so larger batches run no faster (measured on 2
+/// cores with the fused blocks: 64 per pass at least as fast as 128, 256 or 512).
 pub const PREDICT_TILE: usize = 64;
 
 /// A flat row-major buffer of whole stamps -> an `(N, 4, 21, 21)` tensor.

@@ -115,12 +115,15 @@ impl Geometry {
         self.spec.kernel[0] * self.row_taps
     }
 
-    /// The tap number of a filter's `i`-th weight (`(C_in, kH, kW)` order, as burn stores
-    /// it): `(ky * kW + kx) * C_in + c`, the order of a pixel's taps in the padded input.
-    fn tap_of(&self, i: usize) -> usize {
+    /// The tap number of each of a filter's weights, in the `(C_in, kH, kW)` order burn
+    /// stores them: `(ky * kW + kx) * C_in + c`, the order of a pixel's taps in the padded
+    /// input.
+    fn filter_taps(&self) -> impl Iterator<Item = usize> + '_ {
         let [k_h, k_w] = self.spec.kernel;
-        let (c, ky, kx) = (i / (k_h * k_w), i / k_w % k_h, i % k_w);
-        (ky * k_w + kx) * self.input[2] + c
+        let c_in = self.input[2];
+        (0..c_in).flat_map(move |c| {
+            (0..k_h).flat_map(move |ky| (0..k_w).map(move |kx| (ky * k_w + kx) * c_in + c))
+        })
     }
 
     fn channel_blocks(&self) -> usize {
@@ -281,8 +284,8 @@ fn pack_weight(weight: &[f32], g: &Geometry) -> Vec<[f32; LANES]> {
     let taps = g.taps();
     let mut packed = vec![[0.0; LANES]; g.channel_blocks() * taps];
     for (co, filter) in weight.chunks_exact(taps).enumerate() {
-        for (i, w) in filter.iter().enumerate() {
-            packed[(co / LANES) * taps + g.tap_of(i)][co % LANES] = *w;
+        for (tap, w) in g.filter_taps().zip(filter) {
+            packed[(co / LANES) * taps + tap][co % LANES] = *w;
         }
     }
     packed
@@ -291,13 +294,15 @@ fn pack_weight(weight: &[f32], g: &Geometry) -> Vec<[f32; LANES]> {
 /// Forward pass of one block over a batch. `input` holds `dims = [N, H, W, C_in]` stored in
 /// `spec.layout`; `weight` is `(C_out, C_in, kH, kW)` and `bias` `(C_out)`, as burn's
 /// `Conv2d` stores them. Returns the channels-last `(N, H', W', C_out)` output and, when
-/// pooling, which of its window's four pixels (0..4, row-major) each output value came from.
+/// pooling and `keep_argmax` (for a backward pass), which of its window's four pixels
+/// (0..4, row-major) each output value came from.
 pub fn conv_block(
     input: &[f32],
     dims: [usize; 4],
     weight: &[f32],
     bias: &[f32],
     spec: &ConvBlock,
+    keep_argmax: bool,
 ) -> (Vec<f32>, Option<Vec<u8>>) {
     let g = Geometry::new(dims, weight.len(), *spec);
     assert_eq!(bias.len(), g.c_out, "bias length");
@@ -309,8 +314,9 @@ pub fn conv_block(
     let n = dims[0];
     let (in_len, out_len) = (g.input_len(), g.output_len());
     let mut output = vec![0.0f32; n * out_len];
+    let keep_argmax = keep_argmax && spec.pool;
     if output.is_empty() {
-        return (output, spec.pool.then(Vec::new));
+        return (output, keep_argmax.then(Vec::new));
     }
     let worker = Forward {
         g: &g,
@@ -319,7 +325,7 @@ pub fn conv_block(
     };
     let scratch = || vec![0.0f32; g.padded_len];
     let candidates = output.par_chunks_mut(out_len).zip(input.par_chunks(in_len));
-    if spec.pool {
+    if keep_argmax {
         let mut argmax = vec![0u8; n * out_len];
         candidates
             .zip(argmax.par_chunks_mut(out_len))
@@ -358,37 +364,56 @@ impl Forward<'_> {
     fn run_with<M: MulAdd>(&self, padded: &[f32], output: &mut [f32], argmax: &mut [u8]) {
         let g = self.g;
         let (taps, c_out, slope) = (g.taps(), g.c_out, g.spec.slope);
-        let activate = |z: f32| if z > 0.0 { z } else { slope * z };
         for group in g.groups() {
             for (block, bias) in self.bias.iter().enumerate() {
                 let packed = &self.packed[block * taps..][..taps];
                 let acc = tile::<M>(padded, group.bases, g, packed);
                 let first = block * LANES;
                 let lanes = LANES.min(c_out - first);
+                // Whole 16-lane arrays vectorise; only `lanes` of them are stored.
+                let activated = |z| activated(z, bias, slope);
                 if g.spec.pool {
                     let at = group.first * c_out + first;
-                    let (out, arg) = (&mut output[at..][..lanes], &mut argmax[at..][..lanes]);
-                    for lane in 0..lanes {
-                        let (mut best, mut from) = (acc[0][lane], 0);
-                        for (p, pixel) in acc.iter().enumerate().skip(1) {
-                            if pixel[lane] > best {
-                                (best, from) = (pixel[lane], p as u8);
+                    let mut best = acc[0];
+                    for pixel in &acc[1..] {
+                        for (best, v) in best.iter_mut().zip(pixel) {
+                            *best = if *v > *best { *v } else { *best };
+                        }
+                    }
+                    output[at..][..lanes].copy_from_slice(&activated(&best)[..lanes]);
+                    if !argmax.is_empty() {
+                        // The first of the window's pixels that holds the maximum.
+                        let mut from = [0u8; LANES];
+                        for (p, pixel) in acc.iter().enumerate().rev() {
+                            for lane in 0..LANES {
+                                if pixel[lane] == best[lane] {
+                                    from[lane] = p as u8;
+                                }
                             }
                         }
-                        out[lane] = activate(best + bias[lane]);
-                        arg[lane] = from;
+                        argmax[at..][..lanes].copy_from_slice(&from[..lanes]);
                     }
                 } else {
                     for (p, pixel) in acc.iter().enumerate().take(group.outputs) {
-                        let out = &mut output[(group.first + p) * c_out + first..][..lanes];
-                        for (lane, v) in out.iter_mut().enumerate() {
-                            *v = activate(pixel[lane] + bias[lane]);
-                        }
+                        let at = (group.first + p) * c_out + first;
+                        output[at..][..lanes].copy_from_slice(&activated(pixel)[..lanes]);
                     }
                 }
             }
         }
     }
+}
+
+/// The (leaky) ReLU of `z + bias`. Plain loops and `inline(always)`: closures and
+/// `array::from_fn` are not always inlined, and would then miss the AVX build.
+#[inline(always)]
+fn activated(z: &[f32; LANES], bias: &[f32; LANES], slope: f32) -> [f32; LANES] {
+    let mut out = [0.0; LANES];
+    for lane in 0..LANES {
+        let z = z[lane] + bias[lane];
+        out[lane] = if z > 0.0 { z } else { slope * z };
+    }
+    out
 }
 
 struct ForwardCandidate<'a> {
@@ -471,8 +496,8 @@ pub fn conv_block_backward(
     // (C_out, taps) in the padded input's tap order, for the input gradient.
     let mut by_tap = vec![0.0f32; c_out * taps];
     for (co, filter) in weight.chunks_exact(taps).enumerate() {
-        for (i, w) in filter.iter().enumerate() {
-            by_tap[co * taps + g.tap_of(i)] = *w;
+        for (tap, w) in g.filter_taps().zip(filter) {
+            by_tap[co * taps + tap] = *w;
         }
     }
     let (n, in_len, out_len) = (dims[0], g.input_len(), g.output_len());
@@ -495,31 +520,43 @@ pub fn conv_block_backward(
         a
     };
     let mut input_grads = vec![0.0f32; if input_grad { n * in_len } else { 0 }];
-    let sums = if out_len == 0 || n == 0 {
-        new_sums()
+    let per = CANDIDATES_PER_SUM;
+    let partial_sums: Vec<Sums> = if n * in_len * out_len == 0 {
+        Vec::new()
     } else if input_grad {
         input_grads
-            .par_chunks_mut(in_len)
+            .par_chunks_mut(in_len * per)
             .enumerate()
-            .fold(new_sums, |mut sums, (i, dx)| {
-                worker.run(i, &mut sums, Some(dx));
+            .map(|(chunk, dx)| {
+                let mut sums = new_sums();
+                for (i, dx) in dx.chunks_exact_mut(in_len).enumerate() {
+                    worker.run(chunk * per + i, &mut sums, Some(dx));
+                }
                 sums
             })
-            .reduce(new_sums, add)
+            .collect()
     } else {
-        (0..n)
+        (0..n.div_ceil(per))
             .into_par_iter()
-            .fold(new_sums, |mut sums, i| {
-                worker.run(i, &mut sums, None);
+            .map(|chunk| {
+                let mut sums = new_sums();
+                for i in chunk * per..n.min((chunk + 1) * per) {
+                    worker.run(i, &mut sums, None);
+                }
                 sums
             })
-            .reduce(new_sums, add)
+            .collect()
     };
+    // In chunk order, whatever the threads: the same sums in every run.
+    let sums = partial_sums
+        .into_iter()
+        .reduce(add)
+        .unwrap_or_else(new_sums);
     // (C_out, taps) -> (C_out, C_in, kH, kW)
     let mut weight_grad = vec![0.0f32; c_out * taps];
     for (co, filter) in weight_grad.chunks_exact_mut(taps).enumerate() {
-        for (i, w) in filter.iter_mut().enumerate() {
-            *w = sums.weight[co * taps + g.tap_of(i)];
+        for (tap, w) in g.filter_taps().zip(filter) {
+            *w = sums.weight[co * taps + tap];
         }
     }
     ConvBlockGrads {
@@ -529,7 +566,12 @@ pub fn conv_block_backward(
     }
 }
 
-/// Per-thread sums of the weight and bias gradients, and scratch buffers.
+/// Candidates per partial sum of the weight and bias gradients. The partition is fixed and
+/// the partial sums are added in order, so the gradients, and a training run, do not depend
+/// on how rayon splits the work.
+const CANDIDATES_PER_SUM: usize = 8;
+
+/// Partial sums of the weight and bias gradients, and scratch buffers.
 struct Sums {
     /// `(C_out, taps)`, taps in the padded input's order.
     weight: Vec<f32>,
@@ -646,10 +688,62 @@ impl Kernel for BackwardCandidate<'_> {
     }
 }
 
-/// `y += a * x`.
+/// `y += a * x`, in whole vectors: the rows are short (8 values in SeedCnn's first block),
+/// too short for the compiler's own vectorised loop.
 #[inline(always)]
 fn axpy<M: MulAdd>(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
+    let (x8, x_rest) = x.as_chunks::<8>();
+    let (y8, y_rest) = y.as_chunks_mut::<8>();
+    for (y, x) in y8.iter_mut().zip(x8) {
+        for lane in 0..8 {
+            y[lane] = M::mul_add(a, x[lane], y[lane]);
+        }
+    }
+    for (y, x) in y_rest.iter_mut().zip(x_rest) {
         *y = M::mul_add(a, *x, *y);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gradients are bit-identical whatever the number of threads, so training runs repeat
+    /// exactly (and a resumed run matches an uninterrupted one).
+    #[test]
+    fn backward_does_not_depend_on_the_threads() {
+        let spec = ConvBlock {
+            layout: Layout::ChannelsLast,
+            kernel: [2, 2],
+            padding: [(0, 1), (0, 1)],
+            pool: true,
+            slope: 0.0,
+        };
+        let dims = [50, 10, 10, 8];
+        let wave = |len: usize, k: f32| (0..len).map(|i| (i as f32 * k).sin()).collect::<Vec<_>>();
+        let (input, weight, bias) = (wave(50 * 800, 0.37), wave(16 * 32, 0.91), wave(16, 0.5));
+        let (output, argmax) = conv_block(&input, dims, &weight, &bias, &spec, true);
+        let output_grad = wave(output.len(), 0.13);
+        let grads = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let g = conv_block_backward(
+                    &input,
+                    dims,
+                    &weight,
+                    &output,
+                    argmax.as_deref(),
+                    &output_grad,
+                    &spec,
+                    true,
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (bits(&g.input.unwrap()), bits(&g.weight), bits(&g.bias))
+            })
+        };
+        let one = grads(1);
+        assert!(one.1.iter().any(|&w| w != 0), "the weights get a gradient");
+        assert_eq!(grads(3), one);
+        assert_eq!(grads(7), one);
     }
 }
