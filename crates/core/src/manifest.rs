@@ -20,15 +20,20 @@ pub struct FileDigest {
 }
 
 impl FileDigest {
-    pub fn of(path: &Path) -> Result<Self, CoreError> {
+    /// A file whose BLAKE3 hash is already known: only its size is read.
+    pub fn with_hash(path: &Path, blake3: String) -> Result<Self, CoreError> {
         let bytes = std::fs::metadata(path)
             .map_err(|e| CoreError::io(path, e))?
             .len();
         Ok(FileDigest {
             path: path.to_path_buf(),
-            blake3: hash_file(path)?,
+            blake3,
             bytes,
         })
+    }
+
+    pub fn of(path: &Path) -> Result<Self, CoreError> {
+        Self::with_hash(path, hash_file(path)?)
     }
 }
 
@@ -95,6 +100,12 @@ impl Manifest {
     pub fn add_input(&mut self, path: &Path) -> Result<(), CoreError> {
         self.inputs.push(FileDigest::of(path)?);
         Ok(())
+    }
+
+    /// An input whose digest is already known, e.g. from [`Manifest::verify_output`] of the
+    /// stage that wrote it: large inputs are then hashed once, not twice.
+    pub fn add_input_digest(&mut self, digest: FileDigest) {
+        self.inputs.push(digest);
     }
 
     pub fn add_output(&mut self, path: &Path) -> Result<(), CoreError> {

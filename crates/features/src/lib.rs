@@ -24,7 +24,7 @@ use hits_core::arrow_io::{
 };
 use hits_core::config::Normalisation;
 use hits_core::io::write_json_atomic;
-use hits_core::manifest::Manifest;
+use hits_core::manifest::{FileDigest, Manifest};
 use hits_core::{Channel, Pipeline, STAMP_PIXELS, TENSOR_LEN};
 
 pub use error::FeaturesError;
@@ -132,14 +132,14 @@ pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
 pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
     let ingest_dir = pipeline.stage_dir(INGEST_STAGE);
     let ingest_manifest = Manifest::read(&ingest_dir)?;
-    let inputs: Vec<(String, PathBuf, String)> = pipeline
+    let inputs: Vec<(String, PathBuf, FileDigest)> = pipeline
         .data
         .splits
         .keys()
         .zip(input_files(pipeline))
         .map(|(split, path)| {
             let digest = ingest_manifest.verify_output(&path)?;
-            Ok((split.clone(), path, digest.blake3))
+            Ok((split.clone(), path, digest))
         })
         .collect::<Result<_, FeaturesError>>()?;
 
@@ -158,17 +158,17 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
     let dir = pipeline.stage_dir(STAGE);
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
     let mut summaries = Vec::new();
-    for (split, input, input_hash) in &inputs {
+    for (split, input, digest) in inputs {
         let output = dir.join(format!("{split}.arrow"));
         let rows = build_split(
-            input,
+            &input,
             &output,
-            &FeatureMeta::new(normalisation.clone(), input_hash.clone()),
+            &FeatureMeta::new(normalisation.clone(), digest.blake3.clone()),
         )?;
-        manifest.add_input(input)?;
+        manifest.add_input_digest(digest);
         manifest.add_output(&output)?;
         summaries.push(SplitSummary {
-            split: split.clone(),
+            split,
             rows,
             path: output,
         });

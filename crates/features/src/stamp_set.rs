@@ -259,6 +259,12 @@ impl StampSet {
     /// Open a features file, checking its schema and metadata. Ids, labels and centre SNRs
     /// are read (a few bytes per candidate); stamps are read when asked for.
     pub fn read(path: &Path) -> Result<Self, FeaturesError> {
+        Self::read_hashed(path, hits_core::io::hash_file(path)?)
+    }
+
+    /// [`read`](Self::read) a file whose BLAKE3 hash is already known (verified against
+    /// its manifest), so it is not hashed again.
+    pub fn read_hashed(path: &Path, file_hash: String) -> Result<Self, FeaturesError> {
         let reader = arrow_io::open_ipc(path)?;
         let schema = reader.schema();
         for field in fields() {
@@ -273,7 +279,7 @@ impl StampSet {
             stamps,
             centre_snr: Vec::with_capacity(rows),
             meta,
-            file_hash: hits_core::io::hash_file(path)?,
+            file_hash,
         };
         for batch in reader {
             // Decoding a batch checks its stamps too (one batch in memory at a time).
@@ -330,6 +336,6 @@ impl StampSet {
 pub fn open_split(pipeline: &Pipeline, split: &str) -> Result<StampSet, FeaturesError> {
     let dir = pipeline.stage_dir(STAGE);
     let path = dir.join(format!("{split}.arrow"));
-    hits_core::manifest::Manifest::read(&dir)?.verify_output(&path)?;
-    StampSet::read(&path)
+    let digest = hits_core::manifest::Manifest::read(&dir)?.verify_output(&path)?;
+    StampSet::read_hashed(&path, digest.blake3)
 }

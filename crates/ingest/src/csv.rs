@@ -394,6 +394,19 @@ pub(crate) fn pixel_column(
     columns: &Columns,
     index: usize,
 ) -> Result<Vec<f32>, IngestError> {
+    // The common case, a whole column of finite numbers, read as one slice: no per-cell
+    // `Option`. Anything else goes cell by cell to find and name the bad cell.
+    let values = chunk
+        .frame
+        .column(columns.names[index].as_str())
+        .ok()
+        .and_then(|column| {
+            let values = column.as_materialized_series().f32().ok()?;
+            values.cont_slice().ok().map(<[f32]>::to_vec)
+        });
+    if let Some(values) = values.filter(|v| v.iter().all(|v| v.is_finite())) {
+        return Ok(values);
+    }
     convert_column::<Float32Type, _>(path, chunk, columns, index, |v| v.filter(|v| v.is_finite()))
 }
 

@@ -343,17 +343,24 @@ pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
 pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
     let dir = pipeline.stage_dir(STAGE);
     let schema = schema();
-    let mut validated = Vec::new();
-    for (name, split) in &pipeline.data.splits {
-        let started = Instant::now();
-        let mut writer = IpcWriter::create(&dir.join(format!("{name}.arrow")), &schema)?;
-        let scan = scan_split(&pipeline.data, name, split, CHUNK_ROWS, |chunk| {
-            Ok(writer.write(&record_batch(chunk))?)
-        })?;
-        let pending = writer.finish()?;
-        tracing::info!(split = %name, rows = scan.rows, "validated {}", split.dir.display());
-        validated.push((scan, pending, started.elapsed().as_secs_f64()));
-    }
+    // Splits are independent: validating them side by side overlaps one split's parsing with
+    // another's checks and writes. Errors are reported in split order, as if run in turn.
+    let splits: Vec<_> = pipeline.data.splits.iter().collect();
+    let validated = splits
+        .into_par_iter()
+        .map(|(name, split)| {
+            let started = Instant::now();
+            let mut writer = IpcWriter::create(&dir.join(format!("{name}.arrow")), &schema)?;
+            let scan = scan_split(&pipeline.data, name, split, CHUNK_ROWS, |chunk| {
+                Ok(writer.write(&record_batch(chunk))?)
+            })?;
+            let pending = writer.finish()?;
+            tracing::info!(split = %name, rows = scan.rows, "validated {}", split.dir.display());
+            Ok((scan, pending, started.elapsed().as_secs_f64()))
+        })
+        .collect::<Vec<Result<_, IngestError>>>()
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
     let mut reports = Vec::new();
     for (scan, pending, seconds) in validated {

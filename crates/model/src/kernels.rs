@@ -725,7 +725,10 @@ mod tests {
         let (output, argmax) = conv_block(&input, dims, &weight, &bias, &spec, true);
         let output_grad = wave(output.len(), 0.13);
         let grads = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             pool.install(|| {
                 let g = conv_block_backward(
                     &input,

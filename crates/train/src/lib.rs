@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use features::StampSet;
 use hits_core::Pipeline;
-use hits_core::manifest::Manifest;
+use hits_core::manifest::{FileDigest, Manifest};
 use model::channels_last::TrainBackend;
 use model::metadata::{self, InputSpec, ModelMetadata};
 
@@ -213,7 +213,11 @@ fn write_outputs<B: burn::prelude::Backend>(
     let split = task.split.write(dir)?;
     let used = task.pipeline.write_used(dir)?;
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), task.pipeline);
-    manifest.add_input(task.features_path)?;
+    // Hashed once already, when read.
+    manifest.add_input_digest(FileDigest::with_hash(
+        task.features_path,
+        task.set.file_hash.clone(),
+    )?);
     for path in [
         dir.join(metadata::RECORD_FILE),
         dir.join(metadata::METADATA_FILE),
