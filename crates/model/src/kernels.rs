@@ -629,43 +629,42 @@ impl Backward<'_> {
         } else {
             &[][..]
         };
-        let with_input_grad = !sums.padded_grad.is_empty();
+        let Sums {
+            weight: weight_grads,
+            bias: bias_grads,
+            padded,
+            padded_grad,
+        } = sums;
+        let with_input_grad = !padded_grad.is_empty();
         for group in g.groups() {
             for p in 0..group.outputs {
-                let pixel = group.first + p;
-                for co in 0..c_out {
-                    let i = pixel * c_out + co;
-                    let grad = output_grad[i];
-                    let grad = if output[i] > 0.0 {
-                        grad
-                    } else {
-                        grad * g.spec.slope
-                    };
+                let at = (group.first + p) * c_out..(group.first + p + 1) * c_out;
+                let channels = output_grad[at.clone()]
+                    .iter()
+                    .zip(&output[at.clone()])
+                    .zip(weight_grads.chunks_exact_mut(taps))
+                    .zip(self.weight.chunks_exact(taps))
+                    .zip(bias_grads.iter_mut())
+                    .enumerate();
+                for (co, ((((&grad, &out), weight_grad), weight), bias_grad)) in channels {
+                    let grad = if out > 0.0 { grad } else { grad * g.spec.slope };
                     if grad == 0.0 {
                         continue;
                     }
-                    sums.bias[co] += grad;
+                    *bias_grad += grad;
                     let base = group.bases[if g.spec.pool {
-                        usize::from(argmax[i])
+                        usize::from(argmax[at.start + co])
                     } else {
                         p
                     }];
-                    let weight_grad = &mut sums.weight[co * taps..][..taps];
-                    let weight = &self.weight[co * taps..][..taps];
-                    for ky in 0..g.spec.kernel[0] {
+                    let rows = weight_grad
+                        .chunks_exact_mut(row_taps)
+                        .zip(weight.chunks_exact(row_taps));
+                    for (ky, (weight_grad, weight)) in rows.enumerate() {
                         let row = base + ky * stride;
-                        let taps_of_row = ky * row_taps..(ky + 1) * row_taps;
-                        axpy::<M>(
-                            grad,
-                            &sums.padded[row..][..row_taps],
-                            &mut weight_grad[taps_of_row.clone()],
-                        );
+                        axpy::<M>(grad, &padded[row..][..row_taps], weight_grad);
                         if with_input_grad {
-                            axpy::<M>(
-                                grad,
-                                &weight[taps_of_row],
-                                &mut sums.padded_grad[row..][..row_taps],
-                            );
+                            axpy::<M>(grad, weight, &mut padded_grad[row..][..row_taps]);
                         }
                     }
                 }
