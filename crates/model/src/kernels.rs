@@ -485,9 +485,12 @@ pub struct ConvBlockGrads {
 /// `output_grad` the loss gradient with respect to `output`.
 ///
 /// The activation's derivative is read from the sign of the output, and each pooled value's
-/// gradient goes to the one convolution pixel it came from, so only a quarter of the
-/// convolution's pixels (and for ReLU about half of those) get a gradient; each is added to
-/// the weight gradient and the input gradient as a short vector `axpy`.
+/// gradient goes to the one convolution pixel it came from, so with pooling only a quarter of
+/// the convolution's pixels (and for ReLU about half of those) get a gradient per channel.
+/// Each non-zero gradient adds its channel's filter to the input gradient as a short vector
+/// `axpy`; the weight gradient is either such `axpy`s too or one GEMM per block of channels
+/// (see `Geometry::weight_grad_by_gemm`). Gradients are summed over fixed groups of
+/// candidates in a fixed order, so they do not depend on the number of threads.
 #[allow(clippy::too_many_arguments)] // the forward pass's inputs and outputs
 pub fn conv_block_backward(
     input: &[f32],
