@@ -652,6 +652,21 @@ impl Backward<'_> {
         }
     }
 
+    /// One candidate's output values (`at`), their gradients and pooling positions.
+    #[inline(always)]
+    fn candidate(&self, at: std::ops::Range<usize>) -> CandidateOutput<'_> {
+        CandidateOutput {
+            output: &self.output[at.clone()],
+            output_grad: &self.output_grad[at.clone()],
+            argmax: if self.g.spec.pool {
+                &self.argmax[at]
+            } else {
+                &[]
+            },
+            slope: self.g.spec.slope,
+        }
+    }
+
     #[inline(always)]
     fn run_with<M: MulAdd>(&self, at: std::ops::Range<usize>, sums: &mut Sums) {
         if self.g.weight_grad_by_gemm() {
@@ -666,13 +681,7 @@ impl Backward<'_> {
     fn by_gemm<M: MulAdd>(&self, at: std::ops::Range<usize>, sums: &mut Sums) {
         let g = self.g;
         let (taps, c_out, row_taps, stride) = (g.taps(), g.c_out, g.row_taps, g.row_stride());
-        let output = &self.output[at.clone()];
-        let output_grad = &self.output_grad[at.clone()];
-        let argmax = if g.spec.pool {
-            &self.argmax[at]
-        } else {
-            &[][..]
-        };
+        let candidate = self.candidate(at);
         let with_input_grad = !sums.padded_grad.is_empty();
         for block in 0..g.channel_blocks() {
             let first = block * LANES;
@@ -684,16 +693,11 @@ impl Backward<'_> {
                 let mut grads = [[0.0f32; LANES]; PIXELS];
                 for p in 0..group.outputs {
                     let at = (group.first + p) * c_out + first;
-                    for lane in 0..lanes {
-                        let (grad, out) = (output_grad[at + lane], output[at + lane]);
-                        let grad = if out > 0.0 { grad } else { grad * g.spec.slope };
-                        let pixel = if g.spec.pool {
-                            usize::from(argmax[at + lane])
-                        } else {
-                            p
-                        };
+                    let bias_grads = &mut sums.bias[first..][..lanes];
+                    for (lane, bias_grad) in bias_grads.iter_mut().enumerate() {
+                        let (grad, pixel) = candidate.grad_at(at + lane, p);
                         grads[pixel][lane] = grad;
-                        sums.bias[first + lane] += grad;
+                        *bias_grad += grad;
                     }
                 }
                 for (&base, grads) in group.bases.iter().zip(&grads) {
@@ -741,13 +745,7 @@ impl Backward<'_> {
     fn by_axpy<M: MulAdd>(&self, at: std::ops::Range<usize>, sums: &mut Sums) {
         let g = self.g;
         let (taps, c_out, row_taps, stride) = (g.taps(), g.c_out, g.row_taps, g.row_stride());
-        let output = &self.output[at.clone()];
-        let output_grad = &self.output_grad[at.clone()];
-        let argmax = if g.spec.pool {
-            &self.argmax[at]
-        } else {
-            &[][..]
-        };
+        let candidate = self.candidate(at);
         let Sums {
             weight_rows: weight_grads,
             bias: bias_grads,
@@ -758,25 +756,19 @@ impl Backward<'_> {
         let with_input_grad = !padded_grad.is_empty();
         for group in g.groups() {
             for p in 0..group.outputs {
-                let at = (group.first + p) * c_out..(group.first + p + 1) * c_out;
-                let channels = output_grad[at.clone()]
-                    .iter()
-                    .zip(&output[at.clone()])
-                    .zip(weight_grads.chunks_exact_mut(taps))
+                let at = (group.first + p) * c_out;
+                let channels = weight_grads
+                    .chunks_exact_mut(taps)
                     .zip(self.weight.chunks_exact(taps))
                     .zip(bias_grads.iter_mut())
                     .enumerate();
-                for (co, ((((&grad, &out), weight_grad), weight), bias_grad)) in channels {
-                    let grad = if out > 0.0 { grad } else { grad * g.spec.slope };
+                for (co, ((weight_grad, weight), bias_grad)) in channels {
+                    let (grad, pixel) = candidate.grad_at(at + co, p);
                     if grad == 0.0 {
                         continue;
                     }
                     *bias_grad += grad;
-                    let base = group.bases[if g.spec.pool {
-                        usize::from(argmax[at.start + co])
-                    } else {
-                        p
-                    }];
+                    let base = group.bases[pixel];
                     let rows = weight_grad
                         .chunks_exact_mut(row_taps)
                         .zip(weight.chunks_exact(row_taps));
@@ -790,6 +782,36 @@ impl Backward<'_> {
                 }
             }
         }
+    }
+}
+
+/// One candidate's block output, its loss gradient and (when pooling) pooling positions.
+struct CandidateOutput<'a> {
+    output: &'a [f32],
+    output_grad: &'a [f32],
+    /// Empty without pooling.
+    argmax: &'a [u8],
+    slope: f32,
+}
+
+impl CandidateOutput<'_> {
+    /// The gradient of output value `i` (of its group's output pixel `p`) through the
+    /// activation, whose derivative is read from the output's sign, and which of the group's
+    /// convolution pixels it goes to: the one its pooling window took the maximum from.
+    #[inline(always)]
+    fn grad_at(&self, i: usize, p: usize) -> (f32, usize) {
+        let grad = self.output_grad[i];
+        let grad = if self.output[i] > 0.0 {
+            grad
+        } else {
+            grad * self.slope
+        };
+        let pixel = if self.argmax.is_empty() {
+            p
+        } else {
+            usize::from(self.argmax[i])
+        };
+        (grad, pixel)
     }
 }
 
