@@ -1,6 +1,9 @@
 //! Helpers shared by the unit tests.
 
+use burn::module::Param;
 use burn::prelude::*;
+
+use crate::backend::CpuAutodiff;
 
 /// Deterministic pseudo-random values in [-1, 1) of shape `dims`.
 pub fn random<B: Backend, const D: usize>(dims: [usize; D], salt: u32) -> Tensor<B, D> {
@@ -26,4 +29,20 @@ pub fn assert_close<B: Backend, const D: usize>(a: &Tensor<B, D>, b: &Tensor<B, 
             "{what}[{i}]: {x} vs {y}"
         );
     }
+}
+
+/// `ours` and `burns`, the same function of the same input computed two ways, agree in value
+/// and in the gradient of `kernel` for a pseudo-random weighting of the output.
+pub fn assert_same_values_and_gradient<const D: usize>(
+    ours: Tensor<CpuAutodiff, D>,
+    burns: Tensor<CpuAutodiff, D>,
+    kernel: &Param<Tensor<CpuAutodiff, 4>>,
+) {
+    assert_close(&ours.clone().inner(), &burns.clone().inner(), "values");
+    let weighting = random::<CpuAutodiff, D>(ours.dims(), 2);
+    let gradient = |y: Tensor<CpuAutodiff, D>| {
+        let grads = (y * weighting.clone()).sum().backward();
+        kernel.val().grad(&grads).expect("gradient")
+    };
+    assert_close(&gradient(ours), &gradient(burns), "the kernel's gradient");
 }
