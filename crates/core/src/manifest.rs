@@ -108,6 +108,18 @@ impl Manifest {
         self.inputs.push(digest);
     }
 
+    /// Add `paths` as inputs, taking the digest of any already hashed file from `known`
+    /// (e.g. a features file verified when it was opened) instead of hashing it again.
+    pub fn add_inputs(&mut self, paths: &[PathBuf], known: &[FileDigest]) -> Result<(), CoreError> {
+        for path in paths {
+            match known.iter().find(|digest| &digest.path == path) {
+                Some(digest) => self.add_input_digest(digest.clone()),
+                None => self.add_input(path)?,
+            }
+        }
+        Ok(())
+    }
+
     pub fn add_output(&mut self, path: &Path) -> Result<(), CoreError> {
         self.outputs.push(FileDigest::of(path)?);
         Ok(())

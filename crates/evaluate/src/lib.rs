@@ -89,8 +89,7 @@ pub fn input_files(pipeline: &Pipeline, split: Option<&str>) -> Vec<PathBuf> {
             files.push(train::features_path(pipeline));
         }
         Some(split) => {
-            let features = pipeline.stage_dir(features::STAGE);
-            files.push(features.join(format!("{split}.arrow")));
+            files.push(features::split_path(pipeline, split));
             files.push(pipeline.stage_dir(STAGE).join(THRESHOLD_FILE));
         }
     }
@@ -115,9 +114,7 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
         ),
         Some(split) => (
             features::open_split(pipeline, split)?,
-            pipeline
-                .stage_dir(features::STAGE)
-                .join(format!("{split}.arrow")),
+            features::split_path(pipeline, split),
             format!("split {split}"),
         ),
     };
@@ -182,9 +179,11 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
     outputs.push(pipeline.write_used(&dir)?);
 
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
-    for path in input_files(pipeline, split) {
-        manifest.add_input(&path)?;
-    }
+    // The features file was hashed when it was read.
+    manifest.add_inputs(
+        &input_files(pipeline, split),
+        &[set.digest(&features_path)?],
+    )?;
     for path in &outputs {
         manifest.add_output(path)?;
     }

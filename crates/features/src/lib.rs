@@ -29,7 +29,7 @@ use hits_core::{Channel, Pipeline, STAMP_PIXELS, TENSOR_LEN};
 
 pub use error::FeaturesError;
 pub use normalise::NormalisationSpec;
-pub use stamp_set::{CENTRE_PIXEL, FeatureMeta, StampSet, Stamps, open_split};
+pub use stamp_set::{CENTRE_PIXEL, FeatureMeta, StampSet, Stamps, open_split, split_path};
 
 use crate::normalise::ChannelMoments;
 
@@ -159,7 +159,7 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
     let mut summaries = Vec::new();
     for (split, input, digest) in inputs {
-        let output = dir.join(format!("{split}.arrow"));
+        let output = split_path(pipeline, &split);
         let rows = build_split(
             &input,
             &output,

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::Array;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use hits_core::arrow_io::{self, ListExtent, expect_field, f32_list_field, id_field, label_field};
+use hits_core::manifest::{FileDigest, Manifest};
 use hits_core::{Channel, Pipeline, STAMP_SIDE, TENSOR_LEN};
 use serde::{Deserialize, Serialize};
 
@@ -262,6 +263,12 @@ impl StampSet {
         Self::read_hashed(path, hits_core::io::hash_file(path)?)
     }
 
+    /// The manifest digest of the file at `path` this set was read from, from the hash
+    /// taken when it was read.
+    pub fn digest(&self, path: &Path) -> Result<FileDigest, FeaturesError> {
+        Ok(FileDigest::with_hash(path, self.file_hash.clone())?)
+    }
+
     /// [`read`](Self::read) a file whose BLAKE3 hash is already known (verified against
     /// its manifest), so it is not hashed again.
     pub fn read_hashed(path: &Path, file_hash: String) -> Result<Self, FeaturesError> {
@@ -331,11 +338,15 @@ impl StampSet {
     }
 }
 
-/// Read `<artifacts>/features/<split>.arrow` after checking it against the features manifest,
-/// so a file changed since the features stage wrote it is refused.
+/// `<artifacts>/features/<split>.arrow`, where the features stage writes split `split`.
+pub fn split_path(pipeline: &Pipeline, split: &str) -> PathBuf {
+    pipeline.stage_dir(STAGE).join(format!("{split}.arrow"))
+}
+
+/// Read [`split_path`] after checking it against the features manifest, so a file changed
+/// since the features stage wrote it is refused.
 pub fn open_split(pipeline: &Pipeline, split: &str) -> Result<StampSet, FeaturesError> {
-    let dir = pipeline.stage_dir(STAGE);
-    let path = dir.join(format!("{split}.arrow"));
-    let digest = hits_core::manifest::Manifest::read(&dir)?.verify_output(&path)?;
+    let path = split_path(pipeline, split);
+    let digest = Manifest::read(&pipeline.stage_dir(STAGE))?.verify_output(&path)?;
     StampSet::read_hashed(&path, digest.blake3)
 }

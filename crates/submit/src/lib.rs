@@ -33,9 +33,7 @@ pub fn input_files(pipeline: &Pipeline, split: &str) -> Vec<PathBuf> {
         train_dir.join(RECORD_FILE),
         train_dir.join(METADATA_FILE),
         pipeline.stage_dir(evaluate::STAGE).join(THRESHOLD_FILE),
-        pipeline
-            .stage_dir(features::STAGE)
-            .join(format!("{split}.arrow")),
+        features::split_path(pipeline, split),
     ]
 }
 
@@ -80,9 +78,12 @@ pub fn run(pipeline: &Pipeline, split: &str) -> Result<Submission, SubmitError> 
     let metadata_path = metadata.write(&dir)?;
     let used = pipeline.write_used(&dir)?;
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
-    for path in input_files(pipeline, split) {
-        manifest.add_input(&path)?;
-    }
+    // The features file was hashed when it was read.
+    let features_path = features::split_path(pipeline, split);
+    manifest.add_inputs(
+        &input_files(pipeline, split),
+        &[set.digest(&features_path)?],
+    )?;
     for path in [submission_path, predictions_path, metadata_path, used] {
         manifest.add_output(&path)?;
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use features::StampSet;
 use hits_core::Pipeline;
-use hits_core::manifest::{FileDigest, Manifest};
+use hits_core::manifest::Manifest;
 use model::channels_last::TrainBackend;
 use model::metadata::{self, InputSpec, ModelMetadata};
 
@@ -42,9 +42,7 @@ pub struct TrainReport {
 
 /// The features file of the training split: what decides whether training is up to date.
 pub fn features_path(pipeline: &Pipeline) -> PathBuf {
-    pipeline
-        .stage_dir(features::STAGE)
-        .join(format!("{}.arrow", pipeline.train.split))
+    features::split_path(pipeline, &pipeline.train.split)
 }
 
 /// Train as `pipeline` says on its training split's features.
@@ -214,10 +212,7 @@ fn write_outputs<B: burn::prelude::Backend>(
     let used = task.pipeline.write_used(dir)?;
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), task.pipeline);
     // Hashed once already, when read.
-    manifest.add_input_digest(FileDigest::with_hash(
-        task.features_path,
-        task.set.file_hash.clone(),
-    )?);
+    manifest.add_input_digest(task.set.digest(task.features_path)?);
     for path in [
         dir.join(metadata::RECORD_FILE),
         dir.join(metadata::METADATA_FILE),
