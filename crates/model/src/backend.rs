@@ -49,32 +49,37 @@ mod cuda {
     use burn::backend::Cuda;
     use burn::backend::cuda::CudaDevice;
     use burn::tensor::Tensor;
+    use cudarc::driver::result;
 
-    const DRIVER: &str = "libcuda.so.1";
-
-    fn driver_present() -> bool {
-        let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
-            .map(|v| std::env::split_paths(&v).collect())
-            .unwrap_or_default();
-        for d in [
-            "/usr/lib/x86_64-linux-gnu",
-            "/usr/lib/aarch64-linux-gnu",
-            "/usr/lib64",
-            "/usr/lib",
-            "/usr/local/cuda/lib64",
-            "/usr/local/cuda/compat",
-            "/usr/lib/wsl/lib",
-        ] {
-            dirs.push(d.into());
+    /// Why no GPU can be used, from the driver itself: cubecl would panic on a worker thread
+    /// and say only that the thread died.
+    fn check_driver() -> Result<(), String> {
+        // SAFETY: this loads the CUDA driver library the way burn-cuda will; loading runs
+        // only the library's own initialisers.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err("no CUDA driver (libcuda.so) was found".into());
         }
-        dirs.iter().any(|d| d.join(DRIVER).exists())
+        let visible = match std::env::var("CUDA_VISIBLE_DEVICES") {
+            Ok(v) => format!(" (CUDA_VISIBLE_DEVICES={v:?})"),
+            Err(_) => String::new(),
+        };
+        let no_gpu = |e: result::DriverError| {
+            let name = e.error_name().map(|n| n.to_string_lossy().into_owned());
+            format!(
+                "the CUDA driver found no usable GPU: {}{visible}",
+                name.unwrap_or_else(|_| format!("error {}", e.0 as i32))
+            )
+        };
+        result::init().map_err(no_gpu)?;
+        match result::device::get_count().map_err(no_gpu)? {
+            0 => Err(format!("the CUDA driver sees no GPU{visible}")),
+            _ => Ok(()),
+        }
     }
 
     /// A usable CUDA device, or why there is none.
     pub fn probe() -> Result<CudaDevice, String> {
-        if !driver_present() {
-            return Err(format!("no CUDA driver ({DRIVER}) was found"));
-        }
+        check_driver()?;
         let device = CudaDevice::default();
         // cubecl panics when the driver or GPU is unusable: catch it, quietly.
         let hook = std::panic::take_hook();
