@@ -16,6 +16,7 @@ use arrow::ipc::writer::FileWriter;
 
 use crate::CoreError;
 use crate::io::PendingFile;
+use crate::manifest::FileDigest;
 
 /// Rows per record batch in every Arrow file the pipeline writes.
 pub const BATCH_ROWS: usize = 4096;
@@ -92,12 +93,12 @@ impl IpcWriter {
 }
 
 /// Write record batches to `path` as an Arrow IPC file, atomically: the first failing batch
-/// aborts the write and leaves any previous file in place.
+/// aborts the write and leaves any previous file in place. Returns the file's digest.
 pub fn write_ipc<E: From<CoreError>>(
     path: &Path,
     schema: SchemaRef,
     batches: impl IntoIterator<Item = Result<RecordBatch, E>>,
-) -> Result<(), E> {
+) -> Result<FileDigest, E> {
     let mut writer = IpcWriter::create(path, &schema)?;
     for batch in batches {
         writer.write(&batch?)?;

@@ -10,10 +10,11 @@
 //! differ, and its consumers refuse them, naming the stage to rerun.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::CoreError;
+use crate::manifest::FileDigest;
 
 /// A new temporary file beside `path` (in its directory, created if missing), named
 /// `.<file name>.<random><suffix>` and readable by all: where an artifact is written before
@@ -36,13 +37,67 @@ pub fn temp_file_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTemp
         .map_err(|e| CoreError::io(dir, e))
 }
 
+/// A reader or writer that hashes every byte passing through it, so a stage gets the BLAKE3
+/// of a file it reads or writes whole without reading the file a second time.
+pub struct Hashed<T> {
+    inner: T,
+    hasher: blake3::Hasher,
+}
+
+impl<T> Hashed<T> {
+    pub fn new(inner: T) -> Self {
+        Hashed {
+            inner,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// The digest of the bytes read or written so far: `path`'s digest once all of it passed.
+    pub fn digest(&self, path: &Path) -> FileDigest {
+        FileDigest {
+            path: path.to_path_buf(),
+            blake3: self.hasher.finalize().to_hex().to_string(),
+            bytes: self.hasher.count(),
+        }
+    }
+
+    fn hash(&mut self, bytes: &[u8]) {
+        // Below ~128 KiB, splitting the work across threads costs more than it saves.
+        if bytes.len() >= 1 << 17 {
+            self.hasher.update_rayon(bytes);
+        } else {
+            self.hasher.update(bytes);
+        }
+    }
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.hash(&buf[..read]);
+        Ok(read)
+    }
+}
+
+impl<W: Write> Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hash(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A new version of `path` being written under a temporary name in the same directory.
 /// [`commit`](Self::commit) renames it over `path`; dropping it instead deletes it, leaving
 /// any previous `path` untouched.
 pub struct PendingFile {
     path: PathBuf,
     temp: tempfile::TempPath,
-    writer: BufWriter<File>,
+    writer: BufWriter<Hashed<File>>,
 }
 
 impl PendingFile {
@@ -51,7 +106,7 @@ impl PendingFile {
         Ok(PendingFile {
             path: path.to_path_buf(),
             temp,
-            writer: BufWriter::new(file),
+            writer: BufWriter::new(Hashed::new(file)),
         })
     }
 
@@ -59,20 +114,21 @@ impl PendingFile {
         &self.path
     }
 
-    pub fn writer(&mut self) -> &mut BufWriter<File> {
+    pub fn writer(&mut self) -> &mut BufWriter<Hashed<File>> {
         &mut self.writer
     }
 
-    /// Flush the file and rename it over `path`.
-    pub fn commit(self) -> Result<(), CoreError> {
+    /// Flush the file and rename it over `path`; returns its digest, taken while writing.
+    pub fn commit(self) -> Result<FileDigest, CoreError> {
         let path = self.path;
-        self.writer
+        let file = self
+            .writer
             .into_inner()
             .map_err(|e| CoreError::io(&path, e.into_error()))?;
         self.temp
             .persist(&path)
             .map_err(|e| CoreError::io(&path, e.error))?;
-        Ok(())
+        Ok(file.digest(&path))
     }
 }
 
@@ -87,11 +143,11 @@ impl Write for PendingFile {
 }
 
 /// Write `path` atomically. `write` fills a buffered temporary file in the same directory;
-/// the file is renamed over `path` only if `write` returns `Ok`.
+/// the file is renamed over `path` only if `write` returns `Ok`. Returns its digest.
 pub fn write_atomic<E>(
     path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), E>,
-) -> Result<(), E>
+    write: impl FnOnce(&mut BufWriter<Hashed<File>>) -> Result<(), E>,
+) -> Result<FileDigest, E>
 where
     E: From<CoreError>,
 {
@@ -110,6 +166,7 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
     write_atomic(path, |w| {
         w.write_all(bytes).map_err(|e| CoreError::io(path, e))
     })
+    .map(drop)
 }
 
 /// Write a value as pretty JSON atomically.
@@ -154,7 +211,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.json");
         write_bytes_atomic(&path, b"old").unwrap();
-        let result: Result<(), CoreError> = write_atomic(&path, |w| {
+        let result: Result<FileDigest, CoreError> = write_atomic(&path, |w| {
             w.write_all(b"half of the new").unwrap();
             Err(CoreError::io(&path, std::io::Error::other("disk on fire")))
         });
@@ -169,6 +226,35 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "temporary file left behind: {names:?}");
+    }
+
+    #[test]
+    fn digests_taken_while_reading_and_writing_match_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
+        // Large enough for the multi-threaded hashing path, and not a multiple of a chunk.
+        let bytes: Vec<u8> = (0..(1u32 << 18) + 12_345)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut pending = PendingFile::create(&path).unwrap();
+        pending.write_all(&bytes[..100]).unwrap();
+        pending.write_all(&bytes[100..]).unwrap();
+        let written = pending.commit().unwrap();
+        let expected = FileDigest::of(&path).unwrap();
+        assert_eq!(written, expected);
+        assert_eq!(written.bytes, bytes.len() as u64);
+
+        let mut reader = Hashed::new(File::open(&path).unwrap());
+        let mut chunk = vec![0u8; 1000];
+        while reader.read(&mut chunk).unwrap() > 0 {}
+        assert_eq!(reader.digest(&path), expected);
+        let mut partial = Hashed::new(File::open(&path).unwrap());
+        partial.read_exact(&mut chunk).unwrap();
+        assert_ne!(
+            partial.digest(&path),
+            expected,
+            "a partly read file has another digest"
+        );
     }
 
     #[test]

@@ -125,6 +125,11 @@ impl Manifest {
         Ok(())
     }
 
+    /// An output whose digest was taken while writing it ([`crate::io::PendingFile::commit`]).
+    pub fn add_output_digest(&mut self, digest: FileDigest) {
+        self.outputs.push(digest);
+    }
+
     /// Write `<stage_dir>/manifest.json`, recording the stage's wall time so far.
     pub fn write(&self, stage_dir: &Path) -> Result<PathBuf, CoreError> {
         let path = stage_dir.join(Self::FILE_NAME);

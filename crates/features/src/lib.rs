@@ -63,12 +63,13 @@ pub fn zscore_statistics(path: &Path) -> Result<NormalisationSpec, FeaturesError
     Ok(moments.zscore())
 }
 
-/// Stack, normalise and write one split, batch by batch.
+/// Stack, normalise and write one split, batch by batch. Returns the candidates written and
+/// the output's digest.
 pub fn build_split(
     input: &Path,
     output: &Path,
     meta: &FeatureMeta,
-) -> Result<usize, FeaturesError> {
+) -> Result<(usize, FileDigest), FeaturesError> {
     let reader = arrow_io::open_ipc(input)?;
     check_ingest_schema(input, &reader.schema())?;
     let schema = meta.schema();
@@ -105,8 +106,8 @@ pub fn build_split(
                 .expect("columns match the features schema"),
         )
     });
-    arrow_io::write_ipc(output, meta.schema(), batches)?;
-    Ok(rows)
+    let digest = arrow_io::write_ipc(output, meta.schema(), batches)?;
+    Ok((rows, digest))
 }
 
 /// One split's line in the stage summary.
@@ -160,13 +161,13 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
     let mut summaries = Vec::new();
     for (split, input, digest) in inputs {
         let output = split_path(pipeline, &split);
-        let rows = build_split(
+        let (rows, output_digest) = build_split(
             &input,
             &output,
             &FeatureMeta::new(normalisation.clone(), digest.blake3.clone()),
         )?;
         manifest.add_input_digest(digest);
-        manifest.add_output(&output)?;
+        manifest.add_output_digest(output_digest);
         summaries.push(SplitSummary {
             split,
             rows,

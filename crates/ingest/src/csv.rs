@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use hits_core::STAMP_PIXELS;
 use hits_core::config::Layout;
+use hits_core::io::Hashed;
+use hits_core::manifest::FileDigest;
 use polars::prelude::*;
 
 use crate::IngestError;
@@ -227,11 +229,11 @@ fn parse(
 }
 
 /// A channel CSV read in chunks of rows, each parsed by polars on its own, so memory is
-/// bounded by the chunk whatever the length of the file.
+/// bounded by the chunk whatever the length of the file. The file is hashed as it is read.
 pub(crate) struct ChunkedCsv<'a> {
     pub path: &'a Path,
     pub columns: &'a Columns,
-    reader: BufReader<File>,
+    reader: BufReader<Hashed<File>>,
     /// Data rows handed out so far.
     rows: usize,
     text: Vec<u8>,
@@ -249,7 +251,7 @@ impl<'a> ChunkedCsv<'a> {
         let mut csv = ChunkedCsv {
             path,
             columns,
-            reader: BufReader::with_capacity(1 << 20, file),
+            reader: BufReader::with_capacity(1 << 20, Hashed::new(file)),
             rows: 0,
             text: Vec::new(),
         };
@@ -322,6 +324,11 @@ impl<'a> ChunkedCsv<'a> {
         };
         self.rows += records;
         Ok(Some(chunk))
+    }
+
+    /// The file's digest, once [`next_chunk`](Self::next_chunk) has returned `None`.
+    pub fn digest(&self) -> FileDigest {
+        self.reader.get_ref().digest(self.path)
     }
 
     /// Data rows in the whole file (reads what is left of it without parsing).

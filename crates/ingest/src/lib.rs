@@ -26,7 +26,7 @@ use hits_core::arrow_io::{
 };
 use hits_core::config::{DataConfig, Layout, SplitConfig};
 use hits_core::io::write_json_atomic;
-use hits_core::manifest::Manifest;
+use hits_core::manifest::{FileDigest, Manifest};
 use hits_core::{Channel, Pipeline, STAMP_PIXELS};
 use rayon::prelude::*;
 
@@ -66,8 +66,8 @@ pub struct SplitScan {
     pub label_counts: Option<[usize; 2]>,
     /// Per channel, in [`Channel::ALL`] order.
     pub channel_stats: [ChannelStats; 4],
-    /// The files read, channel files first.
-    pub files: Vec<PathBuf>,
+    /// The files read, channel files first, with their digests (taken while reading them).
+    pub files: Vec<FileDigest>,
 }
 
 /// Read and validate split `name` chunk by chunk (`chunk_rows` candidates of each channel
@@ -190,10 +190,12 @@ pub fn scan_split(
         rows += chunk.ids.len();
         sink(chunk)?;
     }
+    let mut files: Vec<FileDigest> = readers.iter().map(ChunkedCsv::digest).collect();
     let label_counts = match labels {
         Some((labels_path, labels)) => {
             let id_at = |row| field_at(labels_path, true, row, 0);
             labels.finish(labels_path, rows, template, id_at)?;
+            files.push(FileDigest::of(labels_path)?);
             Some(label_counts)
         }
         None => None,
@@ -203,7 +205,7 @@ pub fn scan_split(
         rows,
         label_counts,
         channel_stats: std::array::from_fn(|c| stats[c].finish(channel_paths[c].clone())),
-        files: paths.clone(),
+        files,
     })
 }
 
@@ -364,11 +366,10 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
     let mut reports = Vec::new();
     for (scan, pending, seconds) in validated {
-        for file in &scan.files {
-            manifest.add_input(file)?;
+        for digest in &scan.files {
+            manifest.add_input_digest(digest.clone());
         }
-        let arrow_path = pending.path().to_path_buf();
-        pending.commit()?;
+        let arrow_digest = pending.commit()?;
         let report = report(&scan, seconds);
         for stats in report.channels.values() {
             if stats.sentinel_values + stats.huge_values > 0 {
@@ -382,7 +383,7 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
         }
         let report_path = dir.join(format!("{}.report.json", scan.name));
         write_json_atomic(&report_path, &report)?;
-        manifest.add_output(&arrow_path)?;
+        manifest.add_output_digest(arrow_digest);
         manifest.add_output(&report_path)?;
         reports.push(report);
     }

@@ -16,7 +16,7 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
-use hits_core::manifest::Manifest;
+use hits_core::manifest::{FileDigest, Manifest};
 use hits_core::{Channel, Pipeline};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngExt, SeedableRng};
@@ -150,6 +150,8 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
     let out = &config.out_dir;
     let files_names = &pipeline.data.files;
     let mut files = Vec::new();
+    // Digests of the files written, taken while writing them.
+    let mut digests = Vec::new();
     let mut simulation_seconds = 0.0;
     let total = config.train_candidates + config.test_candidates;
     let bar = progress_bar(total);
@@ -164,7 +166,7 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
         let dir = out.join(split.name());
         for channel in Channel::ALL {
             let path = dir.join(files_names.channel(channel));
-            writer::write_channel(&path, &candidates, channel.index())?;
+            digests.push(writer::write_channel(&path, &candidates, channel.index())?);
             files.push(path);
         }
         // The test answer key and truth (which holds labels too) stay outside the test directory.
@@ -172,15 +174,17 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
             Split::Train => (dir.join(&files_names.labels), dir.join("truth.csv")),
             _ => (out.join("test_labels.csv"), out.join("test_truth.csv")),
         };
-        writer::write_labels(&labels, &candidates)?;
-        writer::write_truth(&truth, &candidates)?;
+        digests.push(writer::write_labels(&labels, &candidates)?);
+        digests.push(writer::write_truth(&truth, &candidates)?);
         files.extend([labels, truth]);
         let reals = candidates.iter().filter(|c| c.label == 1).count();
         tracing::info!(split = split.name(), candidates = n, reals, dir = %dir.display(), "wrote split");
     }
     bar.finish();
-    files.push(pipeline.write_used(out)?);
-    write_manifest(pipeline, out, &files)?;
+    let config = pipeline.write_used(out)?;
+    digests.push(FileDigest::of(&config)?);
+    files.push(config);
+    write_manifest(pipeline, out, digests)?;
     Ok(Summary {
         files,
         candidates: total,
@@ -188,10 +192,14 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
     })
 }
 
-fn write_manifest(pipeline: &Pipeline, out: &Path, files: &[PathBuf]) -> Result<(), SimError> {
+fn write_manifest(
+    pipeline: &Pipeline,
+    out: &Path,
+    digests: Vec<FileDigest>,
+) -> Result<(), SimError> {
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
-    for file in files {
-        manifest.add_output(file)?;
+    for digest in digests {
+        manifest.add_output_digest(digest);
     }
     manifest.write(out)?;
     Ok(())

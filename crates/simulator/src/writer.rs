@@ -6,6 +6,7 @@ use std::path::Path;
 
 use hits_core::STAMP_PIXELS;
 use hits_core::io::write_atomic;
+use hits_core::manifest::FileDigest;
 use rayon::prelude::*;
 
 use crate::Candidate;
@@ -20,7 +21,7 @@ pub fn pixel_header() -> String {
     header
 }
 
-fn write_lines(path: &Path, header: &str, lines: &[String]) -> Result<(), SimError> {
+fn write_lines(path: &Path, header: &str, lines: &[String]) -> Result<FileDigest, SimError> {
     write_atomic(path, |w| {
         let io = |e| SimError::io(path, e);
         writeln!(w, "{header}").map_err(io)?;
@@ -37,7 +38,7 @@ pub fn write_channel(
     path: &Path,
     candidates: &[Candidate],
     channel: usize,
-) -> Result<(), SimError> {
+) -> Result<FileDigest, SimError> {
     let lines: Vec<String> = candidates
         .par_iter()
         .map(|c| {
@@ -67,7 +68,7 @@ fn push_fixed4(line: &mut String, value: f32) {
 }
 
 /// `id,label`.
-pub fn write_labels(path: &Path, candidates: &[Candidate]) -> Result<(), SimError> {
+pub fn write_labels(path: &Path, candidates: &[Candidate]) -> Result<FileDigest, SimError> {
     let lines: Vec<String> = candidates
         .iter()
         .map(|c| format!("{},{}\n", c.id, c.label))
@@ -79,7 +80,7 @@ pub const TRUTH_HEADER: &str = "id,label,kind,centre_snr,source_mag,source_x,sou
 template_seeing,science_seeing,template_sky,science_sky,attempts";
 
 /// The per-candidate truth; source columns are empty for candidates without a source.
-pub fn write_truth(path: &Path, candidates: &[Candidate]) -> Result<(), SimError> {
+pub fn write_truth(path: &Path, candidates: &[Candidate]) -> Result<FileDigest, SimError> {
     let lines: Vec<String> = candidates
         .iter()
         .map(|c| {
