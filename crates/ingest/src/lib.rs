@@ -343,6 +343,13 @@ pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
 /// are put in place only once every split is valid, so bad input leaves the previous
 /// artifacts untouched.
 pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
+    // polars parses on its own thread pool. Running the whole stage inside that pool keeps one
+    // set of workers, one per core: with rayon's global pool beside it, twice as many threads
+    // competed for the cores, idle ones spinning, and wall time varied by a third run to run.
+    polars_core::runtime::THREAD_POOL.install(|| run_in_pool(pipeline))
+}
+
+fn run_in_pool(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
     let dir = pipeline.stage_dir(STAGE);
     let schema = schema();
     // Splits are independent: validating them side by side overlaps one split's parsing with
