@@ -276,7 +276,7 @@ impl<'a> ChunkedCsv<'a> {
                 // A last line without a newline was counted when it was read.
                 break;
             }
-            let quotes = self.text[start..].iter().filter(|&&b| b == b'"').count();
+            let quotes = memchr::memchr_iter(b'"', &self.text[start..]).count();
             open_quotes ^= quotes % 2 == 1;
             let blank = self.text[start..].iter().all(u8::is_ascii_whitespace);
             if blank && !open_quotes {

@@ -118,10 +118,18 @@ pub fn scan_split(
     let mut label_counts = [0usize; 2];
     let mut rows = 0;
     loop {
-        // The four files' next chunks are parsed in parallel; checks then run in channel order.
+        // The four files' next chunks are parsed (and their statistics taken) in parallel;
+        // checks across files then run in channel order.
         let parts: Vec<Result<Option<ChannelChunk>, IngestError>> = readers
             .par_iter_mut()
-            .map(|reader| read_channel_chunk(reader, data.layout, rows, chunk_rows))
+            .zip(stats.par_iter_mut())
+            .map(|(reader, stats)| {
+                let part = read_channel_chunk(reader, data.layout, rows, chunk_rows)?;
+                if let Some((_, pixels)) = &part {
+                    stats.add(pixels);
+                }
+                Ok(part)
+            })
             .collect();
         let mut channel_chunks = Vec::with_capacity(parts.len());
         for (part, path) in parts.into_iter().zip(channel_paths) {
@@ -183,9 +191,6 @@ pub fn scan_split(
                 label_counts[usize::from(l)] += 1;
             }
             chunk.labels = Some(chunk_labels);
-        }
-        for c in Channel::ALL {
-            stats[c.index()].add(&chunk.channels[c.index()]);
         }
         rows += chunk.ids.len();
         sink(chunk)?;
