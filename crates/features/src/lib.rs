@@ -26,6 +26,7 @@ use hits_core::config::Normalisation;
 use hits_core::io::write_json_atomic;
 use hits_core::manifest::{FileDigest, Manifest};
 use hits_core::{Channel, Pipeline, STAMP_PIXELS, TENSOR_LEN};
+use rayon::prelude::*;
 
 pub use error::FeaturesError;
 pub use normalise::NormalisationSpec;
@@ -81,16 +82,21 @@ pub fn build_split(
             .iter()
             .map(|c| arrow_io::f32_list_values(input, &batch, c.name()))
             .collect::<Result<_, _>>()?;
+        let snr = channels[Channel::SnrDifference.index()];
+        let centre_snr: Vec<f32> = (0..n)
+            .map(|row| snr[row * STAMP_PIXELS + CENTRE_PIXEL])
+            .collect();
         let mut stamps = vec![0.0f32; n * TENSOR_LEN];
-        let mut centre_snr = Vec::with_capacity(n);
-        for (row, stamp) in stamps.chunks_exact_mut(TENSOR_LEN).enumerate() {
-            for (c, pixels) in channels.iter().enumerate() {
-                stamp[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS]
-                    .copy_from_slice(&pixels[row * STAMP_PIXELS..(row + 1) * STAMP_PIXELS]);
-            }
-            centre_snr.push(stamp[Channel::SnrDifference.index() * STAMP_PIXELS + CENTRE_PIXEL]);
-            meta.normalisation.apply(stamp);
-        }
+        stamps
+            .par_chunks_exact_mut(TENSOR_LEN)
+            .enumerate()
+            .for_each(|(row, stamp)| {
+                for (c, pixels) in channels.iter().enumerate() {
+                    stamp[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS]
+                        .copy_from_slice(&pixels[row * STAMP_PIXELS..(row + 1) * STAMP_PIXELS]);
+                }
+                meta.normalisation.apply(stamp);
+            });
         rows += n;
         let columns: Vec<ArrayRef> = vec![
             batch.column_by_name("id").expect("schema checked").clone(),
@@ -158,14 +164,18 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
 
     let dir = pipeline.stage_dir(STAGE);
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
+    // Splits are independent: built side by side, then recorded in split order.
+    let built: Vec<Result<(usize, FileDigest), FeaturesError>> = inputs
+        .par_iter()
+        .map(|(split, input, digest)| {
+            let meta = FeatureMeta::new(normalisation.clone(), digest.blake3.clone());
+            build_split(input, &split_path(pipeline, split), &meta)
+        })
+        .collect();
     let mut summaries = Vec::new();
-    for (split, input, digest) in inputs {
+    for ((split, _, digest), built) in inputs.into_iter().zip(built) {
+        let (rows, output_digest) = built?;
         let output = split_path(pipeline, &split);
-        let (rows, output_digest) = build_split(
-            &input,
-            &output,
-            &FeatureMeta::new(normalisation.clone(), digest.blake3.clone()),
-        )?;
         manifest.add_input_digest(digest);
         manifest.add_output_digest(output_digest);
         summaries.push(SplitSummary {
