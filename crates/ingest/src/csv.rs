@@ -5,6 +5,7 @@
 //! of aborting the read. Only when something is wrong (a null, a non-finite value, or a
 //! polars error) is the file scanned line by line to name the exact row, column and text.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -395,26 +396,31 @@ fn convert_column<T: PolarsPhysicalType, R>(
 }
 
 /// Pixel column `index`: finite numbers.
-pub(crate) fn pixel_column(
+pub(crate) fn pixel_column<'c>(
     path: &Path,
-    chunk: &Chunk,
+    chunk: &'c Chunk,
     columns: &Columns,
     index: usize,
-) -> Result<Vec<f32>, IngestError> {
-    // The common case, a whole column of finite numbers, read as one slice: no per-cell
-    // `Option`. Anything else goes cell by cell to find and name the bad cell.
+) -> Result<Cow<'c, [f32]>, IngestError> {
+    // The common case, a whole column of finite numbers, is polars' own slice: no copy and
+    // no per-cell `Option`. Anything else goes cell by cell to find and name the bad cell.
     let values = chunk
         .frame
         .column(columns.names[index].as_str())
         .ok()
         .and_then(|column| {
-            let values = column.as_materialized_series().f32().ok()?;
-            values.cont_slice().ok().map(<[f32]>::to_vec)
+            column
+                .as_materialized_series()
+                .f32()
+                .ok()?
+                .cont_slice()
+                .ok()
         });
     if let Some(values) = values.filter(|v| v.iter().all(|v| v.is_finite())) {
-        return Ok(values);
+        return Ok(Cow::Borrowed(values));
     }
     convert_column::<Float32Type, _>(path, chunk, columns, index, |v| v.filter(|v| v.is_finite()))
+        .map(Cow::Owned)
 }
 
 /// Id column `index`: non-empty text.

@@ -236,13 +236,18 @@ fn read_channel_chunk(
             .collect(),
     };
     let first_pixel = columns.kinds.len() - STAMP_PIXELS;
+    // polars gives columns; stamps are rows. Transposing a block of columns at a time writes
+    // a run of neighbouring values per row instead of one scattered value per cache line.
+    const BLOCK: usize = 8;
     let mut pixels = vec![0.0; n * STAMP_PIXELS];
-    for p in 0..STAMP_PIXELS {
-        for (row, v) in pixel_column(path, &part, columns, first_pixel + p)?
-            .into_iter()
-            .enumerate()
-        {
-            pixels[row * STAMP_PIXELS + p] = v;
+    for first in (0..STAMP_PIXELS).step_by(BLOCK) {
+        let block = (first..(first + BLOCK).min(STAMP_PIXELS))
+            .map(|p| pixel_column(path, &part, columns, first_pixel + p))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (row, stamp) in pixels.chunks_exact_mut(STAMP_PIXELS).enumerate() {
+            for (value, column) in stamp[first..].iter_mut().zip(&block) {
+                *value = column[row];
+            }
         }
     }
     Ok(Some((ids, pixels)))
