@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hits_core::{Channel, STAMP_PIXELS};
+use rayon::prelude::*;
 
 use crate::IngestError;
 
@@ -111,14 +112,12 @@ impl IdRegistry {
 /// for bit are one candidate twice.
 pub(crate) struct StampRegistry {
     first_row: HashMap<u128, u32>,
-    bytes: Vec<u8>,
 }
 
 impl StampRegistry {
     pub fn new() -> Self {
         StampRegistry {
             first_row: HashMap::new(),
-            bytes: Vec::new(),
         }
     }
 
@@ -132,15 +131,22 @@ impl StampRegistry {
         channels: &[Vec<f32>; 4],
         id_at: impl Fn(usize) -> String,
     ) -> Result<(), IngestError> {
-        for (i, id) in ids.iter().enumerate() {
-            self.bytes.clear();
-            for c in Channel::ALL {
-                for v in &channels[c.index()][i * STAMP_PIXELS..(i + 1) * STAMP_PIXELS] {
-                    self.bytes.extend_from_slice(&v.to_bits().to_le_bytes());
+        // Digests in parallel, then checked in row order so the first duplicate is reported.
+        let digests: Vec<u128> = (0..ids.len())
+            .into_par_iter()
+            .map_init(Vec::new, |bytes, i| {
+                bytes.clear();
+                for c in Channel::ALL {
+                    for v in &channels[c.index()][i * STAMP_PIXELS..(i + 1) * STAMP_PIXELS] {
+                        bytes.extend_from_slice(&v.to_bits().to_le_bytes());
+                    }
                 }
-            }
+                digest(bytes)
+            })
+            .collect();
+        for ((i, id), stamp_digest) in ids.iter().enumerate().zip(digests) {
             let row = first_row + i;
-            if let Some(earlier) = self.first_row.insert(digest(&self.bytes), row as u32) {
+            if let Some(earlier) = self.first_row.insert(stamp_digest, row as u32) {
                 let earlier = earlier as usize;
                 return Err(IngestError::file(
                     dir,
