@@ -6,7 +6,8 @@
 //! `id` Utf8, `label` UInt8 (nullable), `stamp` FixedSizeList<Float32, 1764>, `centre_snr`
 //! Float32 (raw SNR-difference at the centre pixel), with schema metadata `hits.shape`,
 //! `hits.channels`, `hits.normalisation` (JSON, with its statistics) and `hits.input_hash`.
-//! Record batches are streamed: memory does not grow with the number of candidates.
+//! Record batches are streamed: memory does not grow with the number of candidates. Splits are
+//! built side by side and put in place together, only once every split is built.
 
 mod error;
 pub mod inspect;
@@ -20,10 +21,10 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float32Array, RecordBatch};
 use hits_core::arrow_io::{
-    self, expect_field, f32_list_array, f32_list_field, id_field, label_field,
+    self, IpcWriter, expect_field, f32_list_array, f32_list_field, id_field, label_field,
 };
 use hits_core::config::Normalisation;
-use hits_core::io::write_json_atomic;
+use hits_core::io::{PendingFile, write_json_atomic};
 use hits_core::manifest::{FileDigest, Manifest};
 use hits_core::{Channel, Pipeline, STAMP_PIXELS, TENSOR_LEN};
 use rayon::prelude::*;
@@ -65,17 +66,18 @@ pub fn zscore_statistics(path: &Path) -> Result<NormalisationSpec, FeaturesError
 }
 
 /// Stack, normalise and write one split, batch by batch. Returns the candidates written and
-/// the output's digest.
+/// the output, complete but not yet in place.
 pub fn build_split(
     input: &Path,
     output: &Path,
     meta: &FeatureMeta,
-) -> Result<(usize, FileDigest), FeaturesError> {
+) -> Result<(usize, PendingFile), FeaturesError> {
     let reader = arrow_io::open_ipc(input)?;
     check_ingest_schema(input, &reader.schema())?;
     let schema = meta.schema();
+    let mut writer = IpcWriter::create(output, &schema)?;
     let mut rows = 0;
-    let batches = reader.map(|batch| {
+    for batch in reader {
         let batch = batch?;
         let n = batch.num_rows();
         let channels: Vec<&[f32]> = Channel::ALL
@@ -107,13 +109,12 @@ pub fn build_split(
             Arc::new(f32_list_array(stamps, TENSOR_LEN)),
             Arc::new(Float32Array::from(centre_snr)),
         ];
-        Ok::<_, FeaturesError>(
-            RecordBatch::try_new(schema.clone(), columns)
+        writer.write(
+            &RecordBatch::try_new(schema.clone(), columns)
                 .expect("columns match the features schema"),
-        )
-    });
-    let digest = arrow_io::write_ipc(output, meta.schema(), batches)?;
-    Ok((rows, digest))
+        )?;
+    }
+    Ok((rows, writer.finish()?))
 }
 
 /// One split's line in the stage summary.
@@ -164,20 +165,22 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
 
     let dir = pipeline.stage_dir(STAGE);
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
-    // Splits are independent: built side by side, then recorded in split order.
-    let built: Vec<Result<(usize, FileDigest), FeaturesError>> = inputs
+    // Splits are independent: built side by side, then put in place together once all are
+    // built (the first error in split order is reported), so a failure replaces no file.
+    let built = inputs
         .par_iter()
         .map(|(split, input, digest)| {
             let meta = FeatureMeta::new(normalisation.clone(), digest.blake3.clone());
             build_split(input, &split_path(pipeline, split), &meta)
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     let mut summaries = Vec::new();
-    for ((split, _, digest), built) in inputs.into_iter().zip(built) {
-        let (rows, output_digest) = built?;
-        let output = split_path(pipeline, &split);
+    for ((split, _, digest), (rows, pending)) in inputs.into_iter().zip(built) {
+        let output = pending.path().to_path_buf();
         manifest.add_input_digest(digest);
-        manifest.add_output_digest(output_digest);
+        manifest.add_output_digest(pending.commit()?);
         summaries.push(SplitSummary {
             split,
             rows,

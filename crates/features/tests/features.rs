@@ -169,6 +169,45 @@ fn changed_ingest_file_is_refused() {
 }
 
 #[test]
+fn a_split_that_fails_replaces_no_features_file() {
+    let (root, pipeline) = build(Normalisation::None);
+    let train_features = root.path().join("features/train.arrow");
+    let inode =
+        || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&train_features).unwrap());
+    let before = inode();
+    // The test split's ingest file loses its stamp columns (listed in the manifest, so it
+    // passes the hash check and fails while its features are built).
+    let dir = pipeline.stage_dir("ingest");
+    let test_path = dir.join("test.arrow");
+    let schema = Arc::new(Schema::new(vec![id_field(), label_field()]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(["a", "b"])),
+        Arc::new(UInt8Array::new_null(2)),
+    ];
+    write_ipc::<CoreError>(
+        &test_path,
+        schema.clone(),
+        [Ok(RecordBatch::try_new(schema, columns).unwrap())],
+    )
+    .unwrap();
+    let mut manifest = Manifest::new("ingest", "test", &pipeline);
+    manifest.add_output(&dir.join("train.arrow")).unwrap();
+    manifest.add_output(&test_path).unwrap();
+    manifest.write(&dir).unwrap();
+
+    let err = features::run(&pipeline).unwrap_err().to_string();
+    assert!(
+        err.contains("test.arrow") && err.contains("template"),
+        "{err}"
+    );
+    assert_eq!(
+        inode(),
+        before,
+        "train's features were replaced although test failed"
+    );
+}
+
+#[test]
 fn changed_features_file_is_refused_by_open_split() {
     let (root, pipeline) = build(Normalisation::None);
     let path = root.path().join("features/test.arrow");
