@@ -66,8 +66,9 @@ pub fn write_features_as(
         ];
         let batch = RecordBatch::try_new(meta.schema(), columns).expect("toy columns");
         let path = dir.join(format!("{split}.arrow"));
-        write_ipc::<CoreError>(&path, meta.schema(), [Ok(batch)]).expect("write toy features");
-        manifest.add_output(&path).expect("hash toy features");
+        manifest.add_output_digest(
+            write_ipc::<CoreError>(&path, meta.schema(), [Ok(batch)]).expect("write toy features"),
+        );
     }
     manifest.write(&dir).expect("write toy manifest");
 }

@@ -39,13 +39,13 @@ fn write_ingest(pipeline: &Pipeline, splits: &[(&str, usize, bool)]) {
             columns.push(Arc::new(f32_list_array(values, STAMP_PIXELS)));
         }
         let path = dir.join(format!("{split}.arrow"));
-        write_ipc::<CoreError>(
+        let digest = write_ipc::<CoreError>(
             &path,
             schema.clone(),
             [Ok(RecordBatch::try_new(schema.clone(), columns).unwrap())],
         )
         .unwrap();
-        manifest.add_output(&path).unwrap();
+        manifest.add_output_digest(digest);
     }
     manifest.write(&dir).unwrap();
 }

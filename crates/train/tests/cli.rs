@@ -87,9 +87,9 @@ fn replace_features(pipeline: &Pipeline, column: &str, size: usize) {
         Arc::new(f32_list_array(vec![0.5; 2 * size], size)),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-    write_ipc::<CoreError>(&path, schema, [Ok(batch)]).unwrap();
+    let digest = write_ipc::<CoreError>(&path, schema, [Ok(batch)]).unwrap();
     let mut manifest = Manifest::new("features", "test", pipeline);
-    manifest.add_output(&path).unwrap();
+    manifest.add_output_digest(digest);
     manifest.write(&dir).unwrap();
 }
 
