@@ -272,6 +272,9 @@ pub struct ModelConfig {
     pub kind: ModelKind,
     /// Dropout before the classifier of `rot_inv_cnn`.
     pub dropout: f64,
+    /// Filters of `rot_inv_cnn`'s first two convolutions; the last three have twice as many.
+    /// Deep-HiTS used 32; the cost of the tower grows with its square.
+    pub filters: usize,
 }
 
 impl Default for ModelConfig {
@@ -279,6 +282,7 @@ impl Default for ModelConfig {
         ModelConfig {
             kind: ModelKind::RotInvCnn,
             dropout: 0.5,
+            filters: 32,
         }
     }
 }
@@ -417,6 +421,9 @@ impl Pipeline {
         )?;
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             return Err("train.batch_size and train.epochs must be at least 1".into());
+        }
+        if self.model.filters == 0 {
+            return Err("model.filters must be at least 1".into());
         }
         if self.data.splits.is_empty() {
             return Err("data.splits names no split".into());
@@ -564,6 +571,13 @@ mod tests {
     fn out_of_range_fraction_is_refused() {
         let err = parse("[train]\nvalidation_fraction = 1.5\n").unwrap_err();
         assert!(err.contains("validation_fraction"), "{err}");
+    }
+
+    #[test]
+    fn a_model_without_filters_is_refused() {
+        assert_eq!(parse("[model]\nfilters = 16\n").unwrap().model.filters, 16);
+        let err = parse("[model]\nfilters = 0\n").unwrap_err();
+        assert!(err.contains("model.filters"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ impl<B: Backend> Classifier<B> {
             ModelKind::RotInvCnn => Classifier::RotInv(
                 RotInvCnnConfig::new()
                     .with_dropout(config.dropout)
+                    .with_filters(config.filters)
                     .init(device),
             ),
         }

@@ -7,17 +7,18 @@
 //! ```text
 //! input (N, 4, 21, 21) -> 4 rotations stacked along the batch: (4N, 4, 21, 21)
 //! zero-pad 3                       (4N, 4, 27, 27)
-//! conv 4x4, 32                     (4N, 32, 24, 24)
-//! conv 3x3 pad 1, 32               (4N, 32, 24, 24)
-//! max-pool 2                       (4N, 32, 12, 12)
-//! 3 x conv 3x3 pad 1, 64           (4N, 64, 12, 12)
-//! max-pool 2                       (4N, 64, 6, 6)
+//! conv 4x4, F                      (4N, F, 24, 24)
+//! conv 3x3 pad 1, F                (4N, F, 24, 24)
+//! max-pool 2                       (4N, F, 12, 12)
+//! 3 x conv 3x3 pad 1, 2F           (4N, 2F, 12, 12)
+//! max-pool 2                       (4N, 2F, 6, 6)
 //! flatten, dense 64                (4N, 64)
 //! mean over the 4 rotations        (N, 64)
 //! dense 64, dropout                (N, 64)
 //! dense 2                          (N, 2) logits
 //! ```
-//! Every convolution and hidden dense layer is followed by a leaky ReLU (slope 0.01).
+//! Every convolution and hidden dense layer is followed by a leaky ReLU (slope 0.01). Deep-HiTS
+//! used F = 32 filters.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -43,6 +44,9 @@ pub struct RotInvCnnConfig {
     /// Dropout before the classifier.
     #[config(default = 0.5)]
     pub dropout: f64,
+    /// F: filters of the first two convolutions; the last three have 2F.
+    #[config(default = 32)]
+    pub filters: usize,
 }
 
 #[derive(Module, Debug)]
@@ -66,14 +70,15 @@ impl RotInvCnnConfig {
                 .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
                 .init(device)
         };
+        let (f, f2) = (self.filters, 2 * self.filters);
         RotInvCnn {
-            conv1: conv(CHANNELS, 32, 4, 3),
-            conv2: conv(32, 32, 3, 1),
-            conv3: conv(32, 64, 3, 1),
-            conv4: conv(64, 64, 3, 1),
-            conv5: conv(64, 64, 3, 1),
+            conv1: conv(CHANNELS, f, 4, 3),
+            conv2: conv(f, f, 3, 1),
+            conv3: conv(f, f2, 3, 1),
+            conv4: conv(f2, f2, 3, 1),
+            conv5: conv(f2, f2, 3, 1),
             pool: MaxPool2dConfig::new([2, 2]).init(),
-            dense_rotation: LinearConfig::new(64 * TOWER_SIDE * TOWER_SIDE, DENSE).init(device),
+            dense_rotation: LinearConfig::new(f2 * TOWER_SIDE * TOWER_SIDE, DENSE).init(device),
             dense: LinearConfig::new(DENSE, DENSE).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
             output: LinearConfig::new(DENSE, CLASSES).init(device),
@@ -108,13 +113,13 @@ impl<B: ChannelsLastOps> RotInvCnn<B> {
         self.output.forward(x)
     }
 
-    /// The convolutional tower through burn's layers: `(4N, 4, 21, 21)` -> `(4N, 64, 6, 6)`.
+    /// The convolutional tower through burn's layers: `(4N, 4, 21, 21)` -> `(4N, 2F, 6, 6)`.
     fn tower(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = act(self.conv1.forward(x)); // (4N, 32, 24, 24)
-        let x = self.pool.forward(act(self.conv2.forward(x))); // (4N, 32, 12, 12)
+        let x = act(self.conv1.forward(x)); // (4N, F, 24, 24)
+        let x = self.pool.forward(act(self.conv2.forward(x))); // (4N, F, 12, 12)
         let x = act(self.conv3.forward(x));
         let x = act(self.conv4.forward(x));
-        self.pool.forward(act(self.conv5.forward(x))) // (4N, 64, 6, 6)
+        self.pool.forward(act(self.conv5.forward(x))) // (4N, 2F, 6, 6)
     }
 
     /// [`tower`](Self::tower) as fused channels-last blocks, the same values.
@@ -131,11 +136,11 @@ impl<B: ChannelsLastOps> RotInvCnn<B> {
             kernel: [4, 4],
             ..block(3, false)
         };
-        let x = conv_block(&self.conv1, x, first); // (4N, 24, 24, 32)
-        let x = conv_block(&self.conv2, x, block(1, true)); // (4N, 12, 12, 32)
+        let x = conv_block(&self.conv1, x, first); // (4N, 24, 24, F)
+        let x = conv_block(&self.conv2, x, block(1, true)); // (4N, 12, 12, F)
         let x = conv_block(&self.conv3, x, block(1, false));
         let x = conv_block(&self.conv4, x, block(1, false));
-        let x = conv_block(&self.conv5, x, block(1, true)); // (4N, 6, 6, 64)
+        let x = conv_block(&self.conv5, x, block(1, true)); // (4N, 6, 6, 2F)
         // The dense layer's weights are ordered (C, H, W), as burn's path flattens.
         x.permute([0, 3, 1, 2])
     }

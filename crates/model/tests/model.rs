@@ -15,7 +15,10 @@ fn device() -> burn::tensor::Device<B> {
 }
 
 fn config(kind: ModelKind) -> ModelConfig {
-    ModelConfig { kind, dropout: 0.5 }
+    ModelConfig {
+        kind,
+        ..ModelConfig::default()
+    }
 }
 
 /// Deterministic pseudo-random stamps.
@@ -38,6 +41,25 @@ fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 fn seed_cnn_has_the_reference_parameter_count() {
     let m = Classifier::<B>::init(&config(ModelKind::SeedCnn), &device());
     assert_eq!(m.num_params(), 41_986);
+}
+
+#[test]
+fn rot_inv_cnn_width_follows_its_filters() {
+    // Convolutions (F, F, 2F, 2F, 2F) with biases, dense 72F -> 64, 64 -> 64, 64 -> 2.
+    let params = |f: usize| {
+        let convs =
+            (4 * 16 + 1) * f + (9 * f + 1) * f + (9 * f + 1) * 2 * f + 2 * (18 * f + 1) * 2 * f;
+        convs + (72 * f + 1) * 64 + 65 * 64 + 65 * 2
+    };
+    for filters in [32, 16, 5] {
+        let config = ModelConfig {
+            filters,
+            ..config(ModelKind::RotInvCnn)
+        };
+        let m = Classifier::<B>::init(&config, &device());
+        assert_eq!(m.num_params(), params(filters), "{filters} filters");
+    }
+    assert_eq!(params(16), 104_578, "the figure the README quotes");
 }
 
 #[test]
@@ -105,10 +127,18 @@ fn spec(normalisation: serde_json::Value) -> InputSpec {
 fn save_load_gives_identical_predictions_and_mismatch_is_refused() {
     let d = device();
     let dir = tempfile::tempdir().unwrap();
-    for kind in [ModelKind::SeedCnn, ModelKind::RotInvCnn] {
-        let m = Classifier::<B>::init(&config(kind), &d);
+    let narrow = ModelConfig {
+        filters: 8,
+        ..config(ModelKind::RotInvCnn)
+    };
+    for model_config in [
+        config(ModelKind::SeedCnn),
+        config(ModelKind::RotInvCnn),
+        narrow,
+    ] {
+        let m = Classifier::<B>::init(&model_config, &d);
         let input = spec(serde_json::json!({"kind": "minmax_per_stamp"}));
-        let meta = ModelMetadata::new(&m, &config(kind), input.clone(), "abc");
+        let meta = ModelMetadata::new(&m, &model_config, input.clone(), "abc");
         metadata::save(&m, &meta, dir.path()).unwrap();
         let (loaded, loaded_meta) = metadata::load::<B>(dir.path(), &input, &d).unwrap();
         assert_eq!(loaded_meta, meta);
@@ -119,7 +149,7 @@ fn save_load_gives_identical_predictions_and_mismatch_is_refused() {
             q.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
         // A fresh model predicts differently, so equality above means something.
-        let fresh = Classifier::<B>::init(&config(kind), &d).predict(&x, 4, &d);
+        let fresh = Classifier::<B>::init(&model_config, &d).predict(&x, 4, &d);
         assert_ne!(p, fresh);
 
         let other = spec(

@@ -46,7 +46,10 @@ fn options(
     augment: bool,
 ) -> FitOptions {
     FitOptions {
-        model: ModelConfig { kind, dropout: 0.5 },
+        model: ModelConfig {
+            kind,
+            ..ModelConfig::default()
+        },
         train: TrainConfig {
             epochs,
             batch_size: 16,
