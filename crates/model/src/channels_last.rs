@@ -323,14 +323,17 @@ mod tests {
     type Case = (usize, usize, usize, [(usize, usize); 2], bool, f32);
 
     /// SeedCnn's and RotInvCnn's blocks, channel counts that are not a multiple of the
-    /// 16-channel tile, no padding, an odd pooled side, uneven padding.
-    const CASES: [Case; 6] = [
+    /// 16-channel tile, no padding, an odd pooled side, uneven padding, padding wider than
+    /// the kernel.
+    const CASES: [Case; 8] = [
         (4, 32, 2, [(0, 1), (0, 1)], true, 0.0),
         (4, 32, 4, [(3, 3), (3, 3)], false, 0.01),
         (3, 5, 3, [(1, 1), (1, 1)], true, 0.01),
         (2, 20, 3, [(1, 1), (1, 1)], false, 0.0),
         (2, 3, 4, [(0, 0), (0, 0)], true, 0.0),
         (2, 2, 3, [(1, 0), (0, 2)], false, 0.3),
+        (2, 3, 2, [(2, 3), (3, 2)], false, 0.2),
+        (3, 17, 2, [(3, 1), (0, 2)], true, 0.1),
     ];
 
     /// burn's layers: channels-first `x` -> pad -> conv -> activation -> pool, channels-last.
