@@ -216,13 +216,25 @@ impl Geometry {
                     input[y * width * c_in..][..width * c_in].copy_from_slice(row)
                 }
                 Layout::ChannelsFirst => {
-                    for (x, pixel) in row.chunks_exact(c_in).enumerate() {
-                        for (c, v) in pixel.iter().enumerate() {
-                            input[(c * height + y) * width + x] = *v;
-                        }
-                    }
+                    scatter_channels_first(row, c_in, height * width, y * width, input)
                 }
             }
+        }
+    }
+}
+
+/// Channels-last `pixels` (`channels` values each) into a channels-first buffer of
+/// `(channels, plane)`, as its pixels `first..`.
+fn scatter_channels_first(
+    pixels: &[f32],
+    channels: usize,
+    plane: usize,
+    first: usize,
+    out: &mut [f32],
+) {
+    for (p, pixel) in pixels.chunks_exact(channels).enumerate() {
+        for (c, v) in pixel.iter().enumerate() {
+            out[c * plane + first + p] = *v;
         }
     }
 }
@@ -516,11 +528,12 @@ pub fn conv_block_backward(
     // With the GEMM, nearly every (pixel, channel) carries a gradient: the input gradient is
     // then a convolution of its own, through the forward tile, rather than `axpy`s here.
     let axpy_input_grad = input_grad && !gemm;
-    // (C_out, taps) in the padded input's tap order, for the input gradient.
-    let mut by_tap = vec![0.0f32; c_out * taps];
-    for (co, filter) in weight.chunks_exact(taps).enumerate() {
+    // (C_out, taps) in the padded input's tap order, for the `axpy` form (the GEMM form
+    // reads no weights).
+    let mut by_tap = vec![0.0f32; if gemm { 0 } else { c_out * taps }];
+    for (row, filter) in by_tap.chunks_exact_mut(taps).zip(weight.chunks_exact(taps)) {
         for (tap, w) in g.filter_taps().zip(filter) {
-            by_tap[co * taps + tap] = *w;
+            row[tap] = *w;
         }
     }
     let (n, in_len, out_len) = (dims[0], g.input_len(), g.output_len());
@@ -588,11 +601,12 @@ pub fn conv_block_backward(
             };
         }
     }
-    if input_grad && gemm {
-        input_grads = worker.input_grad_by_conv(n, weight);
-    }
     ConvBlockGrads {
-        input: input_grad.then_some(input_grads),
+        input: match (input_grad, gemm) {
+            (false, _) => None,
+            (true, true) => Some(worker.input_grad_by_conv(n, weight)),
+            (true, false) => Some(input_grads),
+        },
         weight: weight_grad,
         bias: sums.bias,
     }
@@ -638,7 +652,7 @@ impl Sums {
 struct Backward<'a> {
     g: &'a Geometry,
     input: &'a [f32],
-    /// `(C_out, taps)`.
+    /// `(C_out, taps)` in tap order; empty for the GEMM form.
     weight: &'a [f32],
     output: &'a [f32],
     argmax: &'a [u8],
@@ -729,13 +743,7 @@ impl Backward<'_> {
                 first
                     .par_chunks_mut(plane * c_in)
                     .zip(grad.par_chunks(plane * c_in))
-                    .for_each(|(first, last)| {
-                        for (p, pixel) in last.chunks_exact(c_in).enumerate() {
-                            for (c, v) in pixel.iter().enumerate() {
-                                first[c * plane + p] = *v;
-                            }
-                        }
-                    });
+                    .for_each(|(first, last)| scatter_channels_first(last, c_in, plane, 0, first));
                 first
             }
         }
