@@ -77,8 +77,8 @@ deephits:
 
 # Speed of every stage on this machine -> artifacts/bench/results.json (`large=0` skips the
 # 250,000-candidate set, which needs ~5 GB of disk under data/).
-bench large="250000" default_epochs="2": build
-    {{bin}}/bench run --large {{large}} --default-epochs {{default_epochs}}
+bench large="250000" rot_inv_epochs="2": build
+    {{bin}}/bench run --large {{large}} --rot-inv-epochs {{rot_inv_epochs}}
 
 # Ours and the reference Keras notebook's model (TensorFlow CPU, own venv), alternately on the
 # same CSVs, `rounds` times each; prints and writes the ours / Keras ratios.
@@ -93,7 +93,7 @@ bench-peers rounds="2":
     bin={{bin}}
     ours=(); keras=()
     for round in $(seq {{rounds}}); do
-        $bin/bench run --large 0 --default-epochs 0 --out artifacts/bench/ours-$round.json
+        $bin/bench run --large 0 --default-epochs 0 --rot-inv-epochs 0 --out artifacts/bench/ours-$round.json
         bench/.venv/bin/python bench/peers/keras_seed.py --split-json artifacts/bench/seed/train/split.json \
             --out artifacts/bench/keras-$round.json
         ours+=(artifacts/bench/ours-$round.json); keras+=(artifacts/bench/keras-$round.json)

@@ -1,8 +1,9 @@
 //! `bench`: how fast every stage is on this machine, written to `artifacts/bench/results.json`.
 //!
 //! `bench run` times the release stage binaries as child processes (wall time and each one's
-//! peak RSS) on the default simulated set and on a large simulated set, trains the seed recipe
-//! and a few epochs of the default recipe, and measures inference throughput in process.
+//! peak RSS) on the default simulated set and on a large simulated set, trains the seed recipe,
+//! the default recipe and a few epochs of the RotInvCnn recipe, and measures inference
+//! throughput in process.
 //! `bench compare` sets our figures beside the Keras peer's (`bench/peers/keras_seed.py`).
 
 mod child;
@@ -49,12 +50,18 @@ struct RunArgs {
     /// The reference recipe (SeedCnn, RMSprop, batch 50, 15 epochs) and its data.
     #[arg(long, default_value = "pipelines/seed.toml")]
     seed_pipeline: PathBuf,
-    /// Our default recipe (RotInvCnn).
+    /// Our default recipe (SeedCnn, augmented, Adam).
     #[arg(long, default_value = "pipelines/default.toml")]
     default_pipeline: PathBuf,
-    /// Epochs of the default recipe to time (its per-epoch time is the figure; 0 skips it).
+    /// Epochs of the default recipe to time (default: all of the recipe's; 0 skips it).
+    #[arg(long)]
+    default_epochs: Option<usize>,
+    /// The Deep-HiTS-style recipe (RotInvCnn, pipelines/rot_inv_cnn.toml).
+    #[arg(long, default_value = "pipelines/rot_inv_cnn.toml")]
+    rot_inv_pipeline: PathBuf,
+    /// Epochs of the RotInvCnn recipe to time (its per-epoch time is the figure; 0 skips it).
     #[arg(long, default_value_t = 2)]
-    default_epochs: usize,
+    rot_inv_epochs: usize,
     /// Candidates in the large simulated set for ingest + features (0 skips it).
     #[arg(long, default_value_t = 250_000)]
     large: usize,
@@ -124,13 +131,25 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     run_stage("simulate", &["generate"], &seed.1)?;
     let mut ingest_features = vec![ingest_and_features(&seed, "default set")?];
     let mut training = vec![train(&seed, "seed")?];
-    if args.default_epochs > 0 {
-        let default = variant(&args.default_pipeline, &bench_dir, "default", |p| {
-            p.train.epochs = args.default_epochs;
+    // Early stopping off: every run times the same number of epochs.
+    let recipes = [
+        ("default", &args.default_pipeline, args.default_epochs),
+        (
+            "rot_inv_cnn",
+            &args.rot_inv_pipeline,
+            Some(args.rot_inv_epochs),
+        ),
+    ];
+    for (name, pipeline, epochs) in recipes {
+        if epochs == Some(0) {
+            continue;
+        }
+        let recipe = variant(pipeline, &bench_dir, name, |p| {
+            p.train.epochs = epochs.unwrap_or(p.train.epochs);
             p.train.early_stopping_patience = None;
         })?;
-        ingest_and_features(&default, "default set")?;
-        training.push(train(&default, "default")?);
+        ingest_and_features(&recipe, "default set")?;
+        training.push(train(&recipe, name)?);
     }
     if args.large > 0 {
         let n = args.large;
