@@ -80,6 +80,12 @@ deephits:
 bench large="250000" rot_inv_epochs="2": build
     {{bin}}/bench run --large {{large}} --rot-inv-epochs {{rot_inv_epochs}}
 
+# Accuracy of recipes: each pipeline trained with each seed, scored on 20,000 simulated
+# candidates of an independent simulator seed -> artifacts/bench/study.json and a table
+# (about 30 min for the three shipped pipelines and five seeds; ~350 MB of disk per run).
+study *flags="": build
+    {{bin}}/bench study {{flags}}
+
 # Ours and the reference Keras notebook's model (TensorFlow CPU, own venv), alternately on the
 # same CSVs, `rounds` times each; prints and writes the ours / Keras ratios.
 bench-peers rounds="2":

@@ -5,11 +5,13 @@
 //! the default recipe and a few epochs of the RotInvCnn recipe, and measures inference
 //! throughput in process.
 //! `bench compare` sets our figures beside the Keras peer's (`bench/peers/keras_seed.py`).
+//! `bench study` compares the accuracy of recipes over several seeds on a large test set.
 
 mod child;
 mod compare;
 mod cpu;
 mod inference;
+mod study;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,22 @@ enum Command {
         #[arg(long, required = true, num_args = 1..)]
         keras: Vec<PathBuf>,
         #[arg(long, default_value = "artifacts/bench/peers.json")]
+        out: PathBuf,
+    },
+    /// Train each pipeline with each seed and score every model on one large simulated set of
+    /// an independent simulator seed: `study.json` and a Markdown table.
+    Study {
+        #[arg(long, num_args = 1.., default_values = ["pipelines/default.toml", "pipelines/seed.toml", "pipelines/rot_inv_cnn.toml"])]
+        pipelines: Vec<PathBuf>,
+        #[arg(long, num_args = 1.., default_values_t = [42, 7, 123, 1, 2])]
+        seeds: Vec<u64>,
+        /// Candidates in the study set.
+        #[arg(long, default_value_t = 20_000)]
+        candidates: usize,
+        /// The simulator seed of the study set (the pipelines' own data use their `seed`).
+        #[arg(long, default_value_t = 7)]
+        data_seed: u64,
+        #[arg(long, default_value = "artifacts/bench/study.json")]
         out: PathBuf,
     },
 }
@@ -119,6 +137,22 @@ fn main() -> std::process::ExitCode {
     hits_core::run_main(|| match Cli::parse().command {
         Command::Run(args) => run(&args),
         Command::Compare { ours, keras, out } => compare::run(&ours, &keras, &out),
+        Command::Study {
+            pipelines,
+            seeds,
+            candidates,
+            data_seed,
+            out,
+        } => study::run(
+            &study::StudyArgs {
+                pipelines: &pipelines,
+                seeds: &seeds,
+                candidates,
+                data_seed,
+                out: &out,
+            },
+            today(),
+        ),
     })
 }
 

@@ -151,6 +151,24 @@ fn read_labels(path: &Path) -> Result<(Table, Vec<String>, Vec<u8>), SubmitError
 /// be in both, once.
 pub fn score(submission: &Path, answers: &Path) -> Result<Score, SubmitError> {
     let (_, ids, predicted) = read_labels(submission)?;
+    let labels = answers_for(&ids, submission, answers)?;
+    let predicted: Vec<f64> = predicted.iter().map(|&l| f64::from(l)).collect();
+    let confusion = Confusion::at(&labels, &predicted, 0.5);
+    Ok(Score {
+        submission: submission.to_path_buf(),
+        submission_blake3: hash_file(submission)?,
+        answers: answers.to_path_buf(),
+        answers_blake3: hash_file(answers)?,
+        candidates: ids.len(),
+        accuracy: confusion.accuracy(),
+        f1: confusion.f1(),
+        confusion,
+    })
+}
+
+/// The true labels of the candidates `ids` (read from `source`) in the answer key `answers`
+/// (`id,label`); every candidate must be in both, once.
+pub fn answers_for(ids: &[String], source: &Path, answers: &Path) -> Result<Vec<u8>, SubmitError> {
     let (key, key_ids, truth) = read_labels(answers)?;
     let answer: HashMap<&str, u8> = key_ids.iter().map(String::as_str).zip(truth).collect();
     let mismatch = |message: String| SubmitError::Answers {
@@ -163,7 +181,7 @@ pub fn score(submission: &Path, answers: &Path) -> Result<Score, SubmitError> {
             mismatch(format!(
                 "no answer for candidate {id} (row {} of {})",
                 row + 1,
-                submission.display()
+                source.display()
             ))
         })?;
         labels.push(*label);
@@ -178,23 +196,12 @@ pub fn score(submission: &Path, answers: &Path) -> Result<Score, SubmitError> {
         return Err(mismatch(format!(
             "candidate {extra} (row {}) is missing from {} ({} answers, {} submitted)",
             row + 1,
-            submission.display(),
+            source.display(),
             key.len(),
             ids.len()
         )));
     }
-    let predicted: Vec<f64> = predicted.iter().map(|&l| f64::from(l)).collect();
-    let confusion = Confusion::at(&labels, &predicted, 0.5);
-    Ok(Score {
-        submission: submission.to_path_buf(),
-        submission_blake3: hash_file(submission)?,
-        answers: answers.to_path_buf(),
-        answers_blake3: hash_file(answers)?,
-        candidates: ids.len(),
-        accuracy: confusion.accuracy(),
-        f1: confusion.f1(),
-        confusion,
-    })
+    Ok(labels)
 }
 
 /// Score the pipeline's submission (checked against the submit manifest) or `submission`,
