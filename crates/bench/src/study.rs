@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use evaluate::{Report, Scores, THRESHOLD_FILE, ThresholdChoice};
+use evaluate::{Report, Scores, ThresholdChoice};
 use hits_core::Pipeline;
 use hits_core::config::SplitConfig;
 use hits_core::manifest::Manifest;
@@ -71,6 +71,7 @@ pub fn run(args: &StudyArgs, date: String) -> anyhow::Result<()> {
         !args.pipelines.is_empty() && !args.seeds.is_empty(),
         "a study needs at least one pipeline and one seed"
     );
+    let stems = names(args.pipelines)?;
     let dir = args.out.with_extension("");
     let data_dir = PathBuf::from(format!("data/sim-study-{}", args.data_seed));
     let (_, data_toml) = variant(&args.pipelines[0], &dir, "data", |p| {
@@ -84,12 +85,7 @@ pub fn run(args: &StudyArgs, date: String) -> anyhow::Result<()> {
     let answers = data_dir.join("test_labels.csv");
 
     let mut runs = Vec::new();
-    for base in args.pipelines {
-        let stem = base
-            .file_stem()
-            .with_context(|| format!("{}: not a pipeline file", base.display()))?
-            .to_string_lossy()
-            .into_owned();
+    for (base, stem) in args.pipelines.iter().zip(stems) {
         for &seed in args.seeds {
             tracing::info!("study: {stem}, seed {seed}");
             let (pipeline, path) = variant(base, &dir, &format!("{stem}-seed{seed}"), |p| {
@@ -133,6 +129,25 @@ pub fn run(args: &StudyArgs, date: String) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each pipeline's file stem, which names its runs' directories and its row of the table.
+fn names(pipelines: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::with_capacity(pipelines.len());
+    for path in pipelines {
+        let name = path
+            .file_stem()
+            .with_context(|| format!("{}: not a pipeline file", path.display()))?
+            .to_string_lossy()
+            .into_owned();
+        anyhow::ensure!(
+            !names.contains(&name),
+            "{}: a second pipeline named '{name}' (the study names runs by file stem)",
+            path.display()
+        );
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// The run's study-set predictions against the answer key, at its chosen threshold.
 fn score(pipeline: &Pipeline, answers: &Path) -> anyhow::Result<Report> {
     let predictions = pipeline.stage_dir("submit").join(submit::PREDICTIONS_FILE);
@@ -140,8 +155,10 @@ fn score(pipeline: &Pipeline, answers: &Path) -> anyhow::Result<Report> {
     let ids = table.texts("id")?;
     let p_real = table.numbers("p_real")?;
     let labels = submit::answers_for(&ids, &predictions, answers)?;
-    let choice: ThresholdChoice =
-        hits_core::io::read_json(&pipeline.stage_dir("evaluate").join(THRESHOLD_FILE))?;
+    let choice = ThresholdChoice::read_for_model(
+        &pipeline.stage_dir("evaluate"),
+        &pipeline.stage_dir("train"),
+    )?;
     let scores = Scores {
         labels,
         p_real,
@@ -208,7 +225,6 @@ fn table(study: &Study) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use evaluate::Scores;
 
     fn run(pipeline: &str, seed: u64, train_seconds: f64, correct: &[u8]) -> Run {
         // Two real and two bogus candidates; `correct[i]` = 1 when candidate i is right.
@@ -229,6 +245,20 @@ mod tests {
             train_seconds,
             report: Report::new(&scores, 0.5),
         }
+    }
+
+    #[test]
+    fn pipelines_are_named_by_stem_and_once() {
+        let paths = |p: &[&str]| p.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(
+            names(&paths(&["pipelines/default.toml", "mine/seed.toml"])).unwrap(),
+            ["default", "seed"]
+        );
+        let err = names(&paths(&["pipelines/seed.toml", "mine/seed.toml"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mine/seed.toml: a second pipeline named 'seed' (the study names runs by file stem)"
+        );
     }
 
     #[test]
