@@ -5,10 +5,13 @@ use hits_core::STAMP_SIDE;
 use hits_core::config::{BogusMix, RealMix};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 
 use crate::conditions::{EpochPair, SATURATION_ADU};
 use crate::error::SimError;
-use crate::psf::{FWHM_PER_SIGMA, Kernel, Moffat};
+use crate::psf::{
+    FWHM_PER_SEEING_RANGE, FWHM_PER_SIGMA, Kernel, MOFFAT_BETA_RANGE, Moffat, PSF_AXIS_RATIO_RANGE,
+};
 use crate::render::{Image, observe};
 
 /// The detection cut every candidate passes: |SNR| of at least this ...
@@ -18,7 +21,8 @@ pub const DETECTION_RADIUS: i32 = 2;
 /// Resampling attempts before a kind is declared unable to pass the detection cut.
 const MAX_ATTEMPTS: u32 = 1000;
 
-/// What a candidate is; the first three are real (label 1), the others bogus (label 0).
+/// What a candidate is. The simulated kinds ([`Kind::REAL`], [`Kind::BOGUS`]) come first;
+/// the last five are built from real HiTS pixels ([`crate::real_pixels`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     EmptySky,
@@ -30,10 +34,22 @@ pub enum Kind {
     SaturatedStar,
     Noise,
     TemplateDefect,
+    /// A real constant star's subtraction residual that passes the detection cut (bogus).
+    RealConstantStar,
+    /// A significant brightening of a real RR Lyrae star (real).
+    RealRrLyrae,
+    /// A significant brightening of a real eclipsing binary (real).
+    RealEclipsingBinary,
+    /// A real supernova detected in the difference (real).
+    RealSupernova,
+    /// A point source injected into a real science image, as Deep-HiTS made its reals (real).
+    InjectedPointSource,
 }
 
 impl Kind {
+    /// The simulated real kinds, drawn by `[simulate.real_mix]`.
     pub const REAL: [Kind; 3] = [Kind::EmptySky, Kind::HostGalaxy, Kind::VariableStar];
+    /// The simulated bogus kinds, drawn by `[simulate.bogus_mix]`.
     pub const BOGUS: [Kind; 6] = [
         Kind::SubtractionResidual,
         Kind::CosmicRay,
@@ -55,11 +71,36 @@ impl Kind {
             Kind::SaturatedStar => "saturated_star",
             Kind::Noise => "noise",
             Kind::TemplateDefect => "template_defect",
+            Kind::RealConstantStar => "real_constant_star",
+            Kind::RealRrLyrae => "real_rr_lyrae",
+            Kind::RealEclipsingBinary => "real_eclipsing_binary",
+            Kind::RealSupernova => "real_supernova",
+            Kind::InjectedPointSource => "injected_point_source",
         }
     }
 
+    /// Whether the simulator draws this kind (the others are built from real pixels).
+    pub fn is_simulated(self) -> bool {
+        Kind::REAL.contains(&self) || Kind::BOGUS.contains(&self)
+    }
+
     pub fn label(self) -> u8 {
-        u8::from(Kind::REAL.contains(&self))
+        match self {
+            Kind::EmptySky
+            | Kind::HostGalaxy
+            | Kind::VariableStar
+            | Kind::RealRrLyrae
+            | Kind::RealEclipsingBinary
+            | Kind::RealSupernova
+            | Kind::InjectedPointSource => 1,
+            Kind::SubtractionResidual
+            | Kind::CosmicRay
+            | Kind::DetectorDefect
+            | Kind::SaturatedStar
+            | Kind::Noise
+            | Kind::TemplateDefect
+            | Kind::RealConstantStar => 0,
+        }
     }
 
     /// Draw a kind of the given label from the configured weights.
@@ -163,29 +204,76 @@ struct Scene {
     main_source: Option<(f32, f32, f32)>,
 }
 
+/// The PSF of each epoch of a pair, drawn per candidate from what real HiTS stars show
+/// (see [`crate::psf::FWHM_PER_SEEING_RANGE`] and [`crate::psf::MOFFAT_BETA_RANGE`]).
+#[derive(Debug, Clone, Copy)]
+struct PsfDraw {
+    /// FWHM in pixels over the conditions table's seeing / pixel scale, per epoch.
+    template_fwhm_scale: f32,
+    science_fwhm_scale: f32,
+    template_beta: f32,
+    science_beta: f32,
+    /// Axis ratio and major-axis angle of each epoch's PSF.
+    template_shape: (f32, f32),
+    science_shape: (f32, f32),
+}
+
+impl PsfDraw {
+    fn sample(rng: &mut ChaCha8Rng) -> Self {
+        // One image-quality scale per candidate with a small per-epoch scatter: the measured
+        // ratio varies mostly between fields and nights, much less between two epochs.
+        let scale = rng.random_range(FWHM_PER_SEEING_RANGE);
+        let mut jitter = || scale * rng.random_range(0.97..1.03f32);
+        let (template_fwhm_scale, science_fwhm_scale) = (jitter(), jitter());
+        PsfDraw {
+            template_fwhm_scale,
+            science_fwhm_scale,
+            template_beta: rng.random_range(MOFFAT_BETA_RANGE),
+            science_beta: rng.random_range(MOFFAT_BETA_RANGE),
+            template_shape: (
+                rng.random_range(PSF_AXIS_RATIO_RANGE),
+                rng.random_range(0.0..std::f32::consts::PI),
+            ),
+            science_shape: (
+                rng.random_range(PSF_AXIS_RATIO_RANGE),
+                rng.random_range(0.0..std::f32::consts::PI),
+            ),
+        }
+    }
+}
+
 /// Observing geometry of one epoch pair, shared by scene sampling and rendering.
 struct Setup<'a> {
     pair: EpochPair<'a>,
     template_is_sharp: bool,
     sharp_psf: Moffat,
     sharp_sigma: f32,
-    /// σ of the Gaussian that blurs the sharp PSF into the broad one.
+    broad_psf: Moffat,
+    broad_sigma: f32,
+    /// σ of the Gaussian that matches the sharp PSF to the broad one (exact for Gaussian
+    /// PSFs; Moffat PSFs, of different β, leave the residual real subtractions show).
     kernel_sigma: f32,
-    /// Fraction of a point source's flux in its peak pixel in the broad image.
-    broad_peak: f32,
     /// Per-pixel noise of the difference image on empty sky, science ADU.
     difference_sigma: f32,
 }
 
 impl<'a> Setup<'a> {
-    fn new(pair: EpochPair<'a>) -> Self {
-        let (t, s) = (pair.template.fwhm_px(), pair.science.fwhm_px());
+    fn new(pair: EpochPair<'a>, psf: PsfDraw) -> Self {
+        let t = pair.template.fwhm_px() * psf.template_fwhm_scale;
+        let s = pair.science.fwhm_px() * psf.science_fwhm_scale;
         let template_is_sharp = t <= s;
-        let (sharp, broad) = if template_is_sharp { (t, s) } else { (s, t) };
+        let template_psf =
+            Moffat::new(t, psf.template_beta).elongated(psf.template_shape.0, psf.template_shape.1);
+        let science_psf =
+            Moffat::new(s, psf.science_beta).elongated(psf.science_shape.0, psf.science_shape.1);
+        let ((sharp, sharp_psf), (broad, broad_psf)) = if template_is_sharp {
+            ((t, template_psf), (s, science_psf))
+        } else {
+            ((s, science_psf), (t, template_psf))
+        };
         let sharp_sigma = sharp / FWHM_PER_SIGMA;
-        let kernel_sigma = ((broad / FWHM_PER_SIGMA).powi(2) - sharp_sigma.powi(2))
-            .max(0.0)
-            .sqrt();
+        let broad_sigma = broad / FWHM_PER_SIGMA;
+        let kernel_sigma = (broad_sigma.powi(2) - sharp_sigma.powi(2)).max(0.0).sqrt();
         // The sharp image's noise is smoothed by the matching kernel: its variance shrinks by
         // the sum of the squared 2-D taps.
         let smoothing: f32 = Kernel::gaussian(kernel_sigma)
@@ -204,21 +292,46 @@ impl<'a> Setup<'a> {
         Setup {
             pair,
             template_is_sharp,
-            sharp_psf: Moffat::new(sharp),
+            sharp_psf,
             sharp_sigma,
+            broad_psf,
+            broad_sigma,
             kernel_sigma,
-            broad_peak: Moffat::new(broad).peak(),
             difference_sigma: (sharp_var * smoothing + broad_var).sqrt(),
         }
     }
 
     /// Flux of a point source whose peak in the difference has this signal-to-noise.
     fn flux_for_snr(&self, snr: f32) -> f32 {
-        snr * self.difference_sigma / self.broad_peak
+        snr * self.difference_sigma / self.broad_psf.peak()
+    }
+
+    /// The PSF and its Gaussian σ in the template (`true`) or science image.
+    fn psf_of(&self, template: bool) -> (&Moffat, f32) {
+        if template == self.template_is_sharp {
+            (&self.sharp_psf, self.sharp_sigma)
+        } else {
+            (&self.broad_psf, self.broad_sigma)
+        }
     }
 }
 
-fn log_uniform(rng: &mut ChaCha8Rng, low: f32, high: f32) -> f32 {
+/// Registration, PSF-matching and flux-scaling errors every subtraction makes, real objects'
+/// included: real variable stars and hosted transients carry the same residuals as constant
+/// stars. Sizes: registration errors up to σ = 0.2 px per axis (centroid registration of the
+/// real constant stars leaves dipoles of that size), PSF-matching errors of 6% of the
+/// kernel's variance, zero points that scatter by 2%; `SubtractionResidual` draws larger ones.
+fn pipeline_errors(rng: &mut ChaCha8Rng, scene: &mut Scene) {
+    let registration = rng.random_range(0.0..0.2f32);
+    scene.template_shift = (
+        registration * rng.sample::<f32, _>(StandardNormal),
+        registration * rng.sample::<f32, _>(StandardNormal),
+    );
+    scene.kernel_error = 0.06 * rng.sample::<f32, _>(StandardNormal);
+    scene.flux_scale_error = 0.02 * rng.sample::<f32, _>(StandardNormal);
+}
+
+pub(crate) fn log_uniform(rng: &mut ChaCha8Rng, low: f32, high: f32) -> f32 {
     (rng.random_range(low.ln()..high.ln())).exp()
 }
 
@@ -265,7 +378,7 @@ fn galaxy(rng: &mut ChaCha8Rng, setup: &Setup, x: f32, y: f32, peak_snr: f32) ->
 }
 
 /// A new source's signal-to-noise: log-uniform, so faint detections near the cut are common.
-fn transient_snr(rng: &mut ChaCha8Rng) -> f32 {
+pub(crate) fn transient_snr(rng: &mut ChaCha8Rng) -> f32 {
     log_uniform(rng, 3.5, 300.0)
 }
 
@@ -363,6 +476,7 @@ fn add_field_sources(rng: &mut ChaCha8Rng, setup: &Setup, scene: &mut Scene) {
 
 fn sample_scene(kind: Kind, setup: &Setup, rng: &mut ChaCha8Rng) -> Scene {
     let mut scene = Scene::default();
+    pipeline_errors(rng, &mut scene);
     let science_sigma = setup.pair.science.sky_sigma_adu();
     let template_sigma = setup.pair.template.sky_sigma_adu();
     let near_centre = |rng: &mut ChaCha8Rng| (rng.random_range(-2..=2), rng.random_range(-2..=2));
@@ -483,9 +597,26 @@ fn sample_scene(kind: Kind, setup: &Setup, rng: &mut ChaCha8Rng) -> Scene {
                 scene.template_marks = detector_defect(rng, x, y, template_sigma);
             }
         }
+        Kind::RealConstantStar
+        | Kind::RealRrLyrae
+        | Kind::RealEclipsingBinary
+        | Kind::RealSupernova
+        | Kind::InjectedPointSource => unreachable!("simulate() refuses real-pixel kinds"),
     }
     add_field_sources(rng, setup, &mut scene);
     scene
+}
+
+/// The value of largest magnitude within [`DETECTION_RADIUS`] of the centre, with its sign.
+pub fn centre_value(image: &Image) -> f32 {
+    let r = DETECTION_RADIUS;
+    (-r..=r)
+        .flat_map(|y| (-r..=r).map(move |x| (x, y)))
+        .filter_map(|(x, y)| image.index(x, y).map(|i| image.pixels[i]))
+        .fold(
+            0.0f32,
+            |best, v| if v.abs() > best.abs() { v } else { best },
+        )
 }
 
 /// The four 21x21 stamps of a candidate.
@@ -510,15 +641,7 @@ impl Stamps {
 
     /// The SNR of largest magnitude within [`DETECTION_RADIUS`] of the centre, with its sign.
     pub fn centre_snr(&self) -> f32 {
-        let r = DETECTION_RADIUS;
-        let image = &self.snr_difference;
-        (-r..=r)
-            .flat_map(|y| (-r..=r).map(move |x| (x, y)))
-            .filter_map(|(x, y)| image.index(x, y).map(|i| image.pixels[i]))
-            .fold(
-                0.0f32,
-                |best, v| if v.abs() > best.abs() { v } else { best },
-            )
+        centre_value(&self.snr_difference)
     }
 
     pub fn passes_detection(&self) -> bool {
@@ -526,10 +649,17 @@ impl Stamps {
     }
 }
 
-fn draw_source(image: &mut Image, setup: &Setup, source: &Source, shift: (f32, f32), scale: f32) {
+/// Draw `source` with `psf` (whose Gaussian σ is `sigma`), moved by `shift` and scaled by `scale`.
+fn draw_source(
+    image: &mut Image,
+    (psf, sigma): (&Moffat, f32),
+    source: &Source,
+    shift: (f32, f32),
+    scale: f32,
+) {
     let (x, y, flux) = (source.x + shift.0, source.y + shift.1, source.flux * scale);
     match source.shape {
-        Shape::Point => image.add_point_source(&setup.sharp_psf, x, y, flux),
+        Shape::Point => image.add_point_source(psf, x, y, flux),
         Shape::Galaxy {
             scale: h,
             axis_ratio,
@@ -538,7 +668,7 @@ fn draw_source(image: &mut Image, setup: &Setup, source: &Source, shift: (f32, f
             let (c, s) = (angle.cos(), angle.sin());
             let central = flux / (std::f32::consts::TAU * h * h * axis_ratio);
             // Softening the radius by the PSF's σ stands in for the PSF convolution of the disc.
-            let soft2 = setup.sharp_sigma * setup.sharp_sigma;
+            let soft2 = sigma * sigma;
             image.add_profile(x, y, |dx, dy| {
                 let (u, v) = (dx * c + dy * s, (-dx * s + dy * c) / axis_ratio);
                 central * (-(u * u + v * v + soft2).sqrt() / h).exp()
@@ -551,24 +681,30 @@ fn draw_source(image: &mut Image, setup: &Setup, source: &Source, shift: (f32, f
 /// convolved to the broader PSF, the template scaled to the science zero point, and the
 /// difference divided by its propagated noise.
 fn render(scene: &Scene, setup: &Setup, rng: &mut ChaCha8Rng) -> Stamps {
-    let true_kernel = Kernel::gaussian(setup.kernel_sigma);
     let match_var = setup.kernel_sigma.powi(2) + scene.kernel_error * setup.sharp_sigma.powi(2);
     let match_kernel = Kernel::gaussian(match_var.max(0.0).sqrt());
-    let margin = true_kernel.radius().max(match_kernel.radius());
-    let canvas = STAMP_SIDE + 2 * margin;
     let to_template = 1.0 / setup.pair.flux_scale();
 
-    // Both images are first drawn at the sharp PSF; the broad one is then blurred by the true
-    // kernel, so a perfect subtraction of static sources is exact.
-    let mut science = Image::new(canvas);
-    let mut template = Image::new(canvas);
+    // Each epoch is drawn with its own PSF; the sharp one on a canvas wide enough for the
+    // matching kernel. A Gaussian kernel cannot turn one Moffat into another exactly, so
+    // bright static sources leave the faint rings real subtractions leave.
+    let mut science = Image::new(if setup.template_is_sharp {
+        STAMP_SIDE
+    } else {
+        STAMP_SIDE + 2 * match_kernel.radius()
+    });
+    let mut template = Image::new(if setup.template_is_sharp {
+        STAMP_SIDE + 2 * match_kernel.radius()
+    } else {
+        STAMP_SIDE
+    });
     for source in scene.static_sources.iter().chain(&scene.science_sources) {
-        draw_source(&mut science, setup, source, (0.0, 0.0), 1.0);
+        draw_source(&mut science, setup.psf_of(false), source, (0.0, 0.0), 1.0);
     }
     for source in scene.static_sources.iter().chain(&scene.template_sources) {
         draw_source(
             &mut template,
-            setup,
+            setup.psf_of(true),
             source,
             scene.template_shift,
             to_template,
@@ -589,8 +725,6 @@ fn render(scene: &Scene, setup: &Setup, rng: &mut ChaCha8Rng) -> Stamps {
             &scene.template_marks,
         )
     };
-    sharp = sharp.crop(STAMP_SIDE + 2 * match_kernel.radius());
-    broad = broad.convolve(&true_kernel, STAMP_SIDE);
     for &(x, y, v) in sharp_marks {
         sharp.add_at(x, y, v);
     }
@@ -665,6 +799,25 @@ fn render(scene: &Scene, setup: &Setup, rng: &mut ChaCha8Rng) -> Stamps {
     }
 }
 
+/// A constant star of `flux` (ADU of a magnitude-25 source) near the centre, observed in a
+/// random epoch pair with the simulator's PSFs and pipeline errors: the simulated twin of a
+/// real constant star, for the realism check. Not cut on detection.
+pub fn constant_star(
+    conditions: &crate::conditions::Conditions,
+    flux: f32,
+    rng: &mut ChaCha8Rng,
+) -> Stamps {
+    let pair = conditions.sample_pair(rng);
+    let setup = Setup::new(pair, PsfDraw::sample(rng));
+    let mut scene = Scene::default();
+    pipeline_errors(rng, &mut scene);
+    let (x, y) = within(rng, 0.5);
+    scene
+        .static_sources
+        .push(point(x, y, flux * pair.science.flux_unit()));
+    render(&scene, &setup, rng)
+}
+
 /// Per-candidate facts for analysing errors by kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Truth {
@@ -683,6 +836,8 @@ pub struct Truth {
     pub science_sky: f32,
     /// Scenes drawn until one passed the detection cut.
     pub attempts: u32,
+    /// The real HiTS object whose pixels the candidate is made of (real-pixel candidates only).
+    pub object: Option<String>,
 }
 
 /// Draw epoch pairs and scenes of `kind` until one passes the detection cut.
@@ -691,8 +846,15 @@ pub fn simulate(
     conditions: &crate::conditions::Conditions,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Stamps, Truth), SimError> {
+    if !kind.is_simulated() {
+        return Err(SimError::Config(format!(
+            "{} candidates are built from real pixels, not simulated",
+            kind.name()
+        )));
+    }
     for attempt in 1..=MAX_ATTEMPTS {
-        let setup = Setup::new(conditions.sample_pair(rng));
+        let pair = conditions.sample_pair(rng);
+        let setup = Setup::new(pair, PsfDraw::sample(rng));
         let scene = sample_scene(kind, &setup, rng);
         let stamps = render(&scene, &setup, rng);
         if stamps.passes_detection() {
@@ -712,6 +874,7 @@ pub fn simulate(
                 template_sky: pair.template.sky_adu,
                 science_sky: pair.science.sky_adu,
                 attempts: attempt,
+                object: None,
             };
             return Ok((stamps, truth));
         }
@@ -728,10 +891,22 @@ mod tests {
     use crate::conditions::{Conditions, Epoch};
     use rand::SeedableRng;
 
+    /// Both epochs at the table's seeing with a near-Gaussian profile (Moffat β → ∞), which a
+    /// Gaussian kernel matches exactly.
+    const GAUSSIAN_LIKE: PsfDraw = PsfDraw {
+        template_fwhm_scale: 1.0,
+        science_fwhm_scale: 1.0,
+        template_beta: 400.0,
+        science_beta: 400.0,
+        template_shape: (1.0, 0.0),
+        science_shape: (1.0, 0.0),
+    };
+
     fn epoch(seeing: f32, sky: f32, zero_point: f32) -> Epoch {
         Epoch {
             field: "f".into(),
             epoch: 1,
+            mjd: 57070.0,
             exp_time_s: 86.0,
             seeing_arcsec: seeing,
             sky_adu: sky,
@@ -745,19 +920,23 @@ mod tests {
     fn matched_difference_of_constant_star_is_zero_without_noise() {
         for (t_seeing, s_seeing) in [(1.0, 1.8), (1.9, 1.1), (1.3, 1.3)] {
             let (template, science) = (epoch(t_seeing, 110.0, 25.0), epoch(s_seeing, 130.0, 24.8));
-            let setup = Setup::new(EpochPair {
-                template: &template,
-                science: &science,
-            });
+            let setup = Setup::new(
+                EpochPair {
+                    template: &template,
+                    science: &science,
+                },
+                GAUSSIAN_LIKE,
+            );
             let star = point(0.4, -0.3, 5e5);
             let kernel = Kernel::gaussian(setup.kernel_sigma);
             let canvas = STAMP_SIDE + 2 * kernel.radius();
             let mut sci = Image::new(canvas);
             let mut tmp = Image::new(canvas);
-            draw_source(&mut sci, &setup, &star, (0.0, 0.0), 1.0);
+            let sharp_psf = (&setup.sharp_psf, setup.sharp_sigma);
+            draw_source(&mut sci, sharp_psf, &star, (0.0, 0.0), 1.0);
             draw_source(
                 &mut tmp,
-                &setup,
+                sharp_psf,
                 &star,
                 (0.0, 0.0),
                 1.0 / setup.pair.flux_scale(),
@@ -792,10 +971,13 @@ mod tests {
     #[test]
     fn noisy_constant_star_leaves_only_noise_in_the_snr_difference() {
         let (template, science) = (epoch(1.1, 110.0, 25.0), epoch(1.6, 130.0, 24.9));
-        let setup = Setup::new(EpochPair {
-            template: &template,
-            science: &science,
-        });
+        let setup = Setup::new(
+            EpochPair {
+                template: &template,
+                science: &science,
+            },
+            GAUSSIAN_LIKE,
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut scene = Scene::default();
         scene
@@ -815,6 +997,43 @@ mod tests {
         // A bright star subtracted perfectly leaves unit-variance noise (an unmatched one would not).
         let rms = (squares / 40.0).sqrt();
         assert!((0.85..1.15).contains(&rms), "SNR-difference rms {rms}");
+    }
+
+    /// Epochs whose PSFs differ in shape (Moffat β 2.5 against 6) cannot be matched by a
+    /// Gaussian: a bright constant star leaves a residual far above the noise, as in real
+    /// HiTS subtractions, while the near-Gaussian pair above leaves none.
+    #[test]
+    fn psf_shape_mismatch_leaves_a_residual_of_bright_stars() {
+        let (template, science) = (epoch(1.1, 110.0, 25.0), epoch(1.6, 130.0, 24.9));
+        let pair = EpochPair {
+            template: &template,
+            science: &science,
+        };
+        let mismatched = PsfDraw {
+            template_beta: 2.5,
+            science_beta: 6.0,
+            ..GAUSSIAN_LIKE
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(10);
+        let worst = |psf: PsfDraw, rng: &mut ChaCha8Rng| {
+            let setup = Setup::new(pair, psf);
+            let mut scene = Scene::default();
+            scene
+                .static_sources
+                .push(point(0.0, 0.0, setup.flux_for_snr(3000.0)));
+            let stamps = render(&scene, &setup, rng);
+            stamps
+                .snr_difference
+                .pixels
+                .iter()
+                .fold(0.0f32, |a, v| a.max(v.abs()))
+        };
+        let (matched, mismatched) = (worst(GAUSSIAN_LIKE, &mut rng), worst(mismatched, &mut rng));
+        assert!(matched < 5.0, "near-Gaussian PSFs left |SNR| {matched}");
+        assert!(
+            mismatched > 10.0,
+            "mismatched PSFs left only |SNR| {mismatched}"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl Image {
     }
 
     pub fn add_point_source(&mut self, psf: &Moffat, x0: f32, y0: f32, flux: f32) {
-        self.add_profile(x0, y0, |dx, dy| flux * psf.at(dx * dx + dy * dy));
+        self.add_profile(x0, y0, |dx, dy| flux * psf.at_offset(dx, dy));
     }
 
     /// The central `side` x `side` pixels.
@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn convolution_keeps_flux_and_matches_direct_sum() {
         let mut image = Image::new(35);
-        image.add_point_source(&Moffat::new(4.0), 0.3, -0.6, 1000.0);
+        image.add_point_source(&Moffat::new(4.0, 4.5), 0.3, -0.6, 1000.0);
         let kernel = Kernel::gaussian(1.5);
         let out = image.convolve(&kernel, 21);
         let r = kernel.radius() as i32;
