@@ -59,6 +59,8 @@ pub struct SimulateConfig {
     pub real_mix: RealMix,
     /// Relative weights of the kinds of bogus candidates.
     pub bogus_mix: BogusMix,
+    /// Candidates built from real HiTS 2015 pixels.
+    pub real_pixels: RealPixelsConfig,
 }
 
 impl Default for SimulateConfig {
@@ -70,6 +72,39 @@ impl Default for SimulateConfig {
             real_fraction: 0.5,
             real_mix: RealMix::default(),
             bogus_mix: BogusMix::default(),
+            real_pixels: RealPixelsConfig::default(),
+        }
+    }
+}
+
+/// Candidates built from every epoch of real HiTS 2015 objects (`simulate generate`): real
+/// constant-star subtraction residuals (bogus), real brightenings of RR Lyrae, eclipsing
+/// binaries and supernovae, and point sources injected into real science images (real).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealPixelsConfig {
+    /// `real_science_sequences.csv`; empty (the built-in default) builds none.
+    pub sequences: PathBuf,
+    /// Fraction of each class's objects held out: their candidates go to
+    /// `<out_dir>/real_holdout/` and nothing is trained or tuned on them. Which objects are
+    /// held out depends on their names only, never on `seed`.
+    pub held_out_fraction: f64,
+    /// Whether the other objects' candidates join the simulated train split.
+    pub train: bool,
+    /// One template per entry: the mean of the object's first K usable epochs.
+    pub template_epochs: Vec<usize>,
+    /// Point sources injected into each real science epoch, per template.
+    pub injections: usize,
+}
+
+impl Default for RealPixelsConfig {
+    fn default() -> Self {
+        RealPixelsConfig {
+            sequences: PathBuf::new(),
+            held_out_fraction: 0.4,
+            train: true,
+            template_epochs: vec![1, 3, 5],
+            injections: 1,
         }
     }
 }
@@ -414,6 +449,18 @@ impl Pipeline {
             }
         };
         fraction("simulate.real_fraction", self.simulate.real_fraction, true)?;
+        let real_pixels = &self.simulate.real_pixels;
+        fraction(
+            "simulate.real_pixels.held_out_fraction",
+            real_pixels.held_out_fraction,
+            true,
+        )?;
+        if real_pixels.template_epochs.is_empty() || real_pixels.template_epochs.contains(&0) {
+            return Err(format!(
+                "simulate.real_pixels.template_epochs = {:?} must list at least one count, each at least 1",
+                real_pixels.template_epochs
+            ));
+        }
         fraction(
             "train.validation_fraction",
             self.train.validation_fraction,

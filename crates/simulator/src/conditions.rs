@@ -24,6 +24,8 @@ const MAX_SEEING_ARCSEC: f32 = 3.0;
 pub struct Epoch {
     pub field: String,
     pub epoch: u32,
+    /// Modified Julian date of the exposure.
+    pub mjd: f64,
     pub exp_time_s: f32,
     pub seeing_arcsec: f32,
     pub sky_adu: f32,
@@ -35,6 +37,11 @@ impl Epoch {
     /// PSF FWHM in pixels.
     pub fn fwhm_px(&self) -> f32 {
         self.seeing_arcsec / PIXEL_SCALE_ARCSEC
+    }
+
+    /// ADU of a magnitude-25 source in this exposure.
+    pub fn flux_unit(&self) -> f32 {
+        self.exp_time_s * 10f32.powf(0.4 * (self.zero_point - 25.0))
     }
 
     /// Magnitude of a source of `flux` ADU in this exposure.
@@ -95,9 +102,10 @@ impl Conditions {
                     message: format!("missing column '{name}'"),
                 })
         };
-        let [field, epoch, filter, exp_time, seeing, sky, zp] = [
+        let [field, epoch, mjd, filter, exp_time, seeing, sky, zp] = [
             "field",
             "epoch",
+            "mjd",
             "filter",
             "exp_time_s",
             "seeing_arcsec",
@@ -105,8 +113,8 @@ impl Conditions {
             "zero_point",
         ]
         .map(column);
-        let (field, epoch, filter, exp_time, seeing, sky, zp) =
-            (field?, epoch?, filter?, exp_time?, seeing?, sky?, zp?);
+        let (field, epoch, mjd, filter, exp_time, seeing, sky, zp) =
+            (field?, epoch?, mjd?, filter?, exp_time?, seeing?, sky?, zp?);
         let mut epochs = Vec::new();
         for (i, line) in lines {
             let cells: Vec<&str> = line.split(',').collect();
@@ -132,6 +140,9 @@ impl Conditions {
             let e = Epoch {
                 field: cell(field)?.to_string(),
                 epoch: number(epoch)? as u32,
+                mjd: cell(mjd)?
+                    .parse::<f64>()
+                    .map_err(|e| bad(format!("mjd '{}': {e}", cell(mjd).unwrap_or_default())))?,
                 exp_time_s: number(exp_time)?,
                 seeing_arcsec: number(seeing)?,
                 sky_adu: number(sky)?,
@@ -187,6 +198,20 @@ impl Conditions {
     }
 }
 
+impl Conditions {
+    /// The usable g-band exposure of `field` taken at `mjd` (within 0.01 d, about 15 min),
+    /// if the table has one.
+    pub fn exposure_at(&self, field: &str, mjd: f64) -> Option<&Epoch> {
+        self.epochs
+            .iter()
+            .filter(|e| e.field == field)
+            .map(|e| ((e.mjd - mjd).abs(), e))
+            .filter(|(distance, _)| *distance < 0.01)
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, e)| e)
+    }
+}
+
 impl EpochPair<'_> {
     /// Factor turning template ADU into science ADU (common zero point: the science one).
     pub fn flux_scale(&self) -> f32 {
@@ -221,5 +246,10 @@ mod tests {
             sharper_templates > 300,
             "{sharper_templates}/500 sharper templates"
         );
+        let first = &c.epochs[0];
+        let found = c.exposure_at(&first.field, first.mjd + 0.001).unwrap();
+        assert_eq!((&found.field, found.epoch), (&first.field, first.epoch));
+        assert!(c.exposure_at(&first.field, first.mjd + 0.5).is_none());
+        assert!(c.exposure_at("no such field", first.mjd).is_none());
     }
 }

@@ -11,9 +11,12 @@ pub mod check;
 pub mod conditions;
 pub mod error;
 pub mod psf;
+pub mod real_pixels;
+pub mod realism;
 pub mod render;
 pub mod writer;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hits_core::manifest::{FileDigest, Manifest};
@@ -116,12 +119,34 @@ pub fn simulate_split(
         .collect()
 }
 
+/// The split directory (under `[simulate] out_dir`) of the held-out real-pixel candidates.
+pub const REAL_HOLDOUT_DIR: &str = "real_holdout";
+
 /// What [`generate`] wrote and how fast it simulated.
 #[derive(Debug)]
 pub struct Summary {
     pub files: Vec<PathBuf>,
     pub candidates: usize,
     pub simulation_seconds: f64,
+    /// Real-pixel candidates added to the train split, and held out.
+    pub real_pixels: Option<RealPixelCounts>,
+}
+
+/// How many real-pixel candidates [`generate`] wrote, by role and kind.
+#[derive(Debug)]
+pub struct RealPixelCounts {
+    pub calibration: BTreeMap<&'static str, usize>,
+    pub held_out: BTreeMap<&'static str, usize>,
+    pub objects: BTreeMap<(real_pixels::Role, real_pixels::ObjectClass), usize>,
+    pub unusable_epochs: usize,
+}
+
+fn count_kinds(candidates: &[Candidate]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for c in candidates {
+        *counts.entry(c.truth.kind.name()).or_default() += 1;
+    }
+    counts
 }
 
 impl Summary {
@@ -148,12 +173,14 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
     let config = &pipeline.simulate;
     let conditions = Conditions::embedded()?;
     let out = &config.out_dir;
-    let files_names = &pipeline.data.files;
     let mut files = Vec::new();
     // Digests of the files written, taken while writing them.
     let mut digests = Vec::new();
     let mut simulation_seconds = 0.0;
     let total = config.train_candidates + config.test_candidates;
+    let started = std::time::Instant::now();
+    let real = real_pixel_sets(pipeline, &conditions)?;
+    simulation_seconds += started.elapsed().as_secs_f64();
     let bar = progress_bar(total);
     for (split, n) in [
         (Split::Train, config.train_candidates),
@@ -161,26 +188,45 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
     ] {
         bar.set_message(split.name());
         let started = std::time::Instant::now();
-        let candidates = simulate_split(pipeline, &conditions, split, n, &bar)?;
+        let mut candidates = simulate_split(pipeline, &conditions, split, n, &bar)?;
         simulation_seconds += started.elapsed().as_secs_f64();
-        let dir = out.join(split.name());
-        for channel in Channel::ALL {
-            let path = dir.join(files_names.channel(channel));
-            digests.push(writer::write_channel(&path, &candidates, channel.index())?);
-            files.push(path);
+        if let (Split::Train, Some(real)) = (split, &real)
+            && config.real_pixels.train
+        {
+            candidates.extend(real.calibration.iter().cloned());
         }
+        let dir = out.join(split.name());
         // The test answer key and truth (which holds labels too) stay outside the test directory.
         let (labels, truth) = match split {
-            Split::Train => (dir.join(&files_names.labels), dir.join("truth.csv")),
+            Split::Train => (dir.join(&pipeline.data.files.labels), dir.join("truth.csv")),
             _ => (out.join("test_labels.csv"), out.join("test_truth.csv")),
         };
-        digests.push(writer::write_labels(&labels, &candidates)?);
-        digests.push(writer::write_truth(&truth, &candidates)?);
-        files.extend([labels, truth]);
+        write_split(
+            pipeline,
+            &dir,
+            &candidates,
+            &labels,
+            &truth,
+            &mut files,
+            &mut digests,
+        )?;
         let reals = candidates.iter().filter(|c| c.label == 1).count();
-        tracing::info!(split = split.name(), candidates = n, reals, dir = %dir.display(), "wrote split");
+        tracing::info!(split = split.name(), candidates = candidates.len(), reals, dir = %dir.display(), "wrote split");
     }
     bar.finish();
+    if let Some(real) = &real {
+        let dir = out.join(REAL_HOLDOUT_DIR);
+        let (labels, truth) = (dir.join(&pipeline.data.files.labels), dir.join("truth.csv"));
+        write_split(
+            pipeline,
+            &dir,
+            &real.held_out,
+            &labels,
+            &truth,
+            &mut files,
+            &mut digests,
+        )?;
+    }
     let config = pipeline.write_used(out)?;
     digests.push(FileDigest::of(&config)?);
     files.push(config);
@@ -189,7 +235,62 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
         files,
         candidates: total,
         simulation_seconds,
+        real_pixels: real.map(|r| RealPixelCounts {
+            calibration: count_kinds(&r.calibration),
+            held_out: count_kinds(&r.held_out),
+            objects: r.objects,
+            unusable_epochs: r.unusable_epochs,
+        }),
     })
+}
+
+/// The files [`generate`] reads besides its embedded tables: the real-pixel sequences, if any.
+pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
+    let sequences = &pipeline.simulate.real_pixels.sequences;
+    if sequences.as_os_str().is_empty() {
+        Vec::new()
+    } else {
+        vec![sequences.clone()]
+    }
+}
+
+/// The real-pixel candidates `[simulate.real_pixels]` asks for, if it names a sequences file.
+fn real_pixel_sets(
+    pipeline: &Pipeline,
+    conditions: &Conditions,
+) -> Result<Option<real_pixels::RealPixelSets>, SimError> {
+    let config = &pipeline.simulate.real_pixels;
+    if config.sequences.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let objects = real_pixels::read_sequences(&config.sequences)?;
+    Ok(Some(real_pixels::build(
+        config,
+        &objects,
+        conditions,
+        pipeline.seed,
+    )))
+}
+
+/// The four channel CSVs of `candidates` into `dir`, their labels and truth.
+fn write_split(
+    pipeline: &Pipeline,
+    dir: &Path,
+    candidates: &[Candidate],
+    labels: &Path,
+    truth: &Path,
+    files: &mut Vec<PathBuf>,
+    digests: &mut Vec<FileDigest>,
+) -> Result<(), SimError> {
+    for channel in Channel::ALL {
+        let path = dir.join(pipeline.data.files.channel(channel));
+        digests.push(writer::write_channel(&path, candidates, channel.index())?);
+        files.push(path);
+    }
+    digests.push(writer::write_labels(labels, candidates)?);
+    digests.push(writer::write_truth(truth, candidates)?);
+    files.extend([labels.to_path_buf(), truth.to_path_buf()]);
+    Ok(())
 }
 
 fn write_manifest(
@@ -198,6 +299,9 @@ fn write_manifest(
     digests: Vec<FileDigest>,
 ) -> Result<(), SimError> {
     let mut manifest = Manifest::new(STAGE, env!("CARGO_PKG_VERSION"), pipeline);
+    for input in input_files(pipeline) {
+        manifest.add_input(&input)?;
+    }
     for digest in digests {
         manifest.add_output_digest(digest);
     }

@@ -31,6 +31,10 @@ enum Command {
         /// Real HiTS 2015 science stamps.
         #[arg(long, default_value = "data/hits2015/real_science_stamps.csv")]
         real: PathBuf,
+        /// Every epoch of real objects, for the realism score (default: the pipeline's
+        /// `[simulate.real_pixels] sequences`; none there: no realism score).
+        #[arg(long)]
+        sequences: Option<PathBuf>,
         /// Output directory (default: `<artifacts>/sim-check`).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -53,7 +57,14 @@ fn run() -> anyhow::Result<()> {
         Command::Generate { pipeline, force } => {
             let pipeline = Pipeline::load(&pipeline)?;
             let out = &pipeline.simulate.out_dir;
-            if hits_core::stage::skip_if_up_to_date(&pipeline, simulator::STAGE, out, &[], force) {
+            let inputs = simulator::input_files(&pipeline);
+            if hits_core::stage::skip_if_up_to_date(
+                &pipeline,
+                simulator::STAGE,
+                out,
+                &inputs,
+                force,
+            ) {
                 return Ok(());
             }
             let summary = simulator::generate(&pipeline).context("simulation failed")?;
@@ -66,16 +77,58 @@ fn run() -> anyhow::Result<()> {
                 summary.simulation_seconds,
                 summary.candidates_per_second()
             );
+            if let Some(real) = &summary.real_pixels {
+                let objects = |role| {
+                    real.objects
+                        .iter()
+                        .filter(|((r, _), _)| *r == role)
+                        .map(|((_, class), n)| format!("{n} {}", class.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let kinds = |counts: &std::collections::BTreeMap<&str, usize>| {
+                    counts
+                        .iter()
+                        .map(|(kind, n)| format!("{n} {kind}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                use simulator::real_pixels::Role;
+                println!(
+                    "real pixels: calibration objects ({}) -> {}{}",
+                    objects(Role::Calibration),
+                    kinds(&real.calibration),
+                    if pipeline.simulate.real_pixels.train {
+                        " (in the train split)"
+                    } else {
+                        " (not trained on)"
+                    }
+                );
+                println!(
+                    "real pixels: held-out objects ({}) -> {} in {}",
+                    objects(Role::HeldOut),
+                    kinds(&real.held_out),
+                    out.join(simulator::REAL_HOLDOUT_DIR).display()
+                );
+                if real.unusable_epochs > 0 {
+                    println!(
+                        "real pixels: {} epochs left out (masked pixels or no conditions row)",
+                        real.unusable_epochs
+                    );
+                }
+            }
         }
         Command::Check {
             pipeline,
             real,
+            sequences,
             out,
             count,
         } => {
             let pipeline = Pipeline::load(&pipeline)?;
             let out = out.unwrap_or_else(|| pipeline.stage_dir("sim-check"));
-            let report = simulator::check::run(&pipeline, &real, &out, count)
+            let sequences = sequences.or_else(|| simulator::input_files(&pipeline).pop());
+            let report = simulator::check::run(&pipeline, &real, sequences.as_deref(), &out, count)
                 .context("realism check failed")?;
             println!(
                 "{:<20} {:>14} {:>14}",
@@ -85,6 +138,32 @@ fn run() -> anyhow::Result<()> {
                 println!(
                     "{:<20} {:>9.2} (n={:<4}) {:>7.2} (n={})",
                     c.quantity, c.simulated, c.simulated_n, c.real, c.real_n
+                );
+            }
+            if let Some(realism) = &report.realism {
+                println!(
+                    "\nrealism (simulated vs real constant stars; held-out objects score the classifier):"
+                );
+                for scene in &realism.scenes {
+                    println!(
+                        "  {:<66} classifier ROC AUC {:.3} (0.5 = indistinguishable; {} simulated, {} real)",
+                        scene.scene, scene.classifier_auc, scene.simulated, scene.real
+                    );
+                }
+                for d in &realism.distances {
+                    println!(
+                        "  {:<22} median simulated {:>8.3}  real {:>8.3}  KS {:.3}",
+                        d.quantity, d.simulated_median, d.real_median, d.ks
+                    );
+                }
+                println!(
+                    "  subtractions that pass the detection cut: simulated {:.3}, real {:.3}",
+                    realism.detected_fraction_simulated, realism.detected_fraction_real
+                );
+                let [p10, p50, p90] = realism.fwhm_per_seeing_percentiles;
+                println!(
+                    "  calibration objects' PSF: FWHM / seeing {p10:.3} / {p50:.3} / {p90:.3} (10/50/90%), median Moffat beta {:.2}",
+                    realism.median_beta
                 );
             }
             for file in &report.files {

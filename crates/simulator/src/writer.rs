@@ -77,7 +77,7 @@ pub fn write_labels(path: &Path, candidates: &[Candidate]) -> Result<FileDigest,
 }
 
 pub const TRUTH_HEADER: &str = "id,label,kind,centre_snr,source_mag,source_x,source_y,field,template_epoch,science_epoch,\
-template_seeing,science_seeing,template_sky,science_sky,attempts";
+template_seeing,science_seeing,template_sky,science_sky,attempts,object";
 
 /// The per-candidate truth; source columns are empty for candidates without a source.
 pub fn write_truth(path: &Path, candidates: &[Candidate]) -> Result<FileDigest, SimError> {
@@ -91,7 +91,7 @@ pub fn write_truth(path: &Path, candidates: &[Candidate]) -> Result<FileDigest, 
                 .map(|(x, y)| (format!("{x:.3}"), format!("{y:.3}")))
                 .unwrap_or_default();
             format!(
-                "{},{},{},{:.3},{mag},{x},{y},{},{},{},{:.3},{:.3},{:.2},{:.2},{}\n",
+                "{},{},{},{:.3},{mag},{x},{y},{},{},{},{:.3},{:.3},{:.2},{:.2},{},{}\n",
                 c.id,
                 c.label,
                 t.kind.name(),
@@ -103,7 +103,8 @@ pub fn write_truth(path: &Path, candidates: &[Candidate]) -> Result<FileDigest, 
                 t.science_seeing,
                 t.template_sky,
                 t.science_sky,
-                t.attempts
+                t.attempts,
+                t.object.as_deref().unwrap_or_default()
             )
         })
         .collect();
