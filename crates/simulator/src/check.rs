@@ -7,7 +7,16 @@ use hits_core::{Pipeline, STAMP_PIXELS, STAMP_SIDE};
 use indicatif::ProgressBar;
 use plots::StampPanel;
 
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::candidate::{DETECTION_SNR, centre_value};
 use crate::error::SimError;
+use crate::real_pixels::stamp_ops::{central_peak, centroid};
+use crate::real_pixels::subtract::Exposure;
+use crate::real_pixels::{self, ObjectClass, ObjectSequence, Role, read_sequences};
+use crate::realism::{self, FeatureVector, SceneRealism};
 use crate::{Candidate, Conditions, Split, simulate_split};
 
 /// A real science stamp from `real_science_stamps.csv`.
@@ -68,7 +77,7 @@ pub struct StampStats {
 }
 
 /// Masked detector regions carry sentinels (-9999, ~1e8); they are not sky.
-fn is_usable(v: f32) -> bool {
+pub(crate) fn is_usable(v: f32) -> bool {
     v.is_finite() && v > -1000.0 && v < 1e7
 }
 
@@ -138,7 +147,258 @@ pub struct Comparison {
 
 pub struct CheckReport {
     pub comparisons: Vec<Comparison>,
+    pub realism: Option<RealismReport>,
     pub files: Vec<PathBuf>,
+}
+
+/// A quantity measured the same way on simulated and real stamps of one scene.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantityDistance {
+    pub scene: &'static str,
+    pub quantity: &'static str,
+    pub simulated_median: f64,
+    pub real_median: f64,
+    /// Two-sample Kolmogorov–Smirnov statistic (0 = same distribution, 1 = disjoint).
+    pub ks: f64,
+}
+
+/// `realism.json`: how far simulated constant stars are from the real ones, by scene.
+#[derive(Debug, Clone, Serialize)]
+pub struct RealismReport {
+    pub scenes: Vec<SceneRealism>,
+    pub distances: Vec<QuantityDistance>,
+    /// Fraction of constant-star subtractions that pass the detection cut (bogus candidates).
+    pub detected_fraction_simulated: f64,
+    pub detected_fraction_real: f64,
+    /// Moffat fits to the calibration objects' star epochs: PSF FWHM over the conditions
+    /// table's seeing (10th, 50th, 90th percentile) and the median β.
+    pub fwhm_per_seeing_percentiles: [f64; 3],
+    pub median_beta: f64,
+}
+
+/// One constant star's stamp measured for the realism check.
+struct StarStamp {
+    features: FeatureVector,
+    residual: Option<FeatureVector>,
+    snr_difference: Option<Vec<f32>>,
+    /// sky, noise, PSF FWHM (if measurable), peak SNR, centring offset (pixels).
+    sky: f64,
+    noise: f64,
+    fwhm: Option<f64>,
+    peak_snr: f64,
+    offset: f64,
+    /// Held-out object (the classifier is scored on these).
+    held_out: bool,
+}
+
+fn star_stamp(
+    science: &[f32],
+    snr_difference: Option<&[f32]>,
+    held_out: bool,
+) -> Option<StarStamp> {
+    let stats = stamp_stats(science)?;
+    let flux: Vec<f32> = science.iter().map(|v| v - stats.sky).collect();
+    let (_, peak) = central_peak(&flux);
+    let (cx, cy) = centroid(&flux);
+    let detected = snr_difference.filter(|snr| {
+        let image = crate::render::Image {
+            side: STAMP_SIDE,
+            pixels: snr.to_vec(),
+        };
+        centre_value(&image).abs() >= DETECTION_SNR
+    });
+    Some(StarStamp {
+        features: realism::science_features(science, stats.sky, stats.noise),
+        residual: detected.map(realism::difference_features),
+        snr_difference: detected.map(<[f32]>::to_vec),
+        sky: f64::from(stats.sky),
+        noise: f64::from(stats.noise),
+        fwhm: stats.fwhm.map(f64::from),
+        peak_snr: f64::from(peak / stats.noise),
+        offset: f64::from((cx * cx + cy * cy).sqrt()),
+        held_out,
+    })
+}
+
+/// Simulated constant stars (fluxes drawn from the real ones) against every epoch of the
+/// real constant stars: science stamps, and the subtraction residuals that pass the cut.
+fn realism(
+    pipeline: &Pipeline,
+    conditions: &Conditions,
+    sequences: &Path,
+    out_dir: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<RealismReport, SimError> {
+    let config = &pipeline.simulate.real_pixels;
+    let objects: Vec<ObjectSequence> = read_sequences(sequences)?
+        .into_iter()
+        .filter(|o| o.class == ObjectClass::Constant)
+        .collect();
+    let roles = real_pixels::roles(&objects, config.held_out_fraction);
+    let mut real = Vec::new();
+    let mut fluxes = Vec::new();
+    let mut fwhm_ratios = Vec::new();
+    let mut betas = Vec::new();
+    for (object, role) in objects.iter().zip(&roles) {
+        let held_out = *role == Role::HeldOut;
+        let exposures: Vec<Exposure> = object
+            .epochs
+            .iter()
+            .filter_map(|e| {
+                Exposure::measure(
+                    e,
+                    object.class,
+                    conditions.exposure_at(&object.field, e.mjd)?,
+                )
+            })
+            .collect();
+        let Some((first, later)) = exposures.split_first() else {
+            continue;
+        };
+        for e in &exposures {
+            fluxes.push(e.flux.iter().sum::<f32>() / e.flux_unit);
+            if !held_out {
+                fwhm_ratios.push(f64::from(e.fwhm / e.conditions.fwhm_px()));
+                betas.push(f64::from(e.beta));
+            }
+        }
+        // One subtraction per later epoch, against the first (the K = 1 template).
+        for e in later {
+            let residual = real_pixels::subtract::subtract(first, e);
+            real.extend(star_stamp(
+                &e.raw,
+                Some(&residual.stamps.snr_difference.pixels),
+                held_out,
+            ));
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(pipeline.seed);
+    rng.set_stream(0x7265_616c);
+    let simulated: Vec<StarStamp> = (0..real.len().max(400))
+        .filter_map(|_| {
+            let flux = fluxes[rng.random_range(0..fluxes.len())];
+            let stamps = crate::candidate::constant_star(conditions, flux, &mut rng);
+            star_stamp(
+                &stamps.science.pixels,
+                Some(&stamps.snr_difference.pixels),
+                false,
+            )
+        })
+        .collect();
+
+    let folds: Vec<bool> = real.iter().map(|s| s.held_out).collect();
+    let features = |set: &[StarStamp]| set.iter().map(|s| s.features.clone()).collect::<Vec<_>>();
+    let residuals = |set: &[StarStamp]| -> (Vec<FeatureVector>, Vec<bool>) {
+        set.iter()
+            .filter_map(|s| s.residual.clone().map(|r| (r, s.held_out)))
+            .unzip()
+    };
+    let (real_residuals, residual_folds) = residuals(&real);
+    let (sim_residuals, _) = residuals(&simulated);
+    let scenes = vec![
+        realism::scene_realism(
+            "constant stars: science stamps",
+            &features(&simulated),
+            &features(&real),
+            &folds,
+        ),
+        realism::scene_realism(
+            "constant stars: detected subtraction residuals (SNR-difference)",
+            &sim_residuals,
+            &real_residuals,
+            &residual_folds,
+        ),
+    ];
+
+    type Get = fn(&StarStamp) -> Option<f64>;
+    let quantities: [(&str, &str, Get); 5] = [
+        ("sky level (ADU)", "star-sky.png", |s| Some(s.sky)),
+        ("noise sigma (ADU)", "star-noise.png", |s| Some(s.noise)),
+        ("PSF FWHM (px)", "star-fwhm.png", |s| s.fwhm),
+        ("log10 peak SNR", "star-peak-snr.png", |s| {
+            Some(s.peak_snr.max(1e-3).log10())
+        }),
+        ("centring offset (px)", "star-centring.png", |s| {
+            Some(s.offset)
+        }),
+    ];
+    let mut distances = Vec::new();
+    for (quantity, file, get) in quantities {
+        let sim: Vec<f64> = simulated.iter().filter_map(get).collect();
+        let obs: Vec<f64> = real.iter().filter_map(get).collect();
+        let path = out_dir.join(file);
+        plots::histograms(
+            &path,
+            &format!("{quantity}: simulated vs real constant stars"),
+            quantity,
+            &[("simulated", &sim), ("real HiTS 2015", &obs)],
+            30,
+            true,
+        )?;
+        files.push(path);
+        distances.push(QuantityDistance {
+            scene: "constant stars: science stamps",
+            quantity,
+            simulated_median: median64(&sim),
+            real_median: median64(&obs),
+            ks: realism::ks_distance(&sim, &obs),
+        });
+    }
+    let gallery = out_dir.join("residuals-real-vs-sim.png");
+    let pick = |set: &[StarStamp], k: usize| -> Vec<Vec<f32>> {
+        set.iter()
+            .filter_map(|s| s.snr_difference.clone())
+            .skip(k * 7)
+            .step_by(7)
+            .take(GALLERY_ROWS * 2)
+            .collect()
+    };
+    let (real_pick, sim_pick) = (pick(&real, 0), pick(&simulated, 0));
+    let panels: Vec<StampPanel> = (0..GALLERY_ROWS)
+        .filter(|&row| 2 * row + 1 < real_pick.len() && 2 * row + 1 < sim_pick.len())
+        .map(|row| StampPanel {
+            caption: "constant-star SNR-difference: real (left), simulated (right)".into(),
+            channels: [
+                real_pick[2 * row].clone(),
+                real_pick[2 * row + 1].clone(),
+                sim_pick[2 * row].clone(),
+                sim_pick[2 * row + 1].clone(),
+            ],
+        })
+        .collect();
+    plots::stamp_gallery(
+        &gallery,
+        "detected constant-star residuals (SNR-difference): real HiTS 2015 vs simulated",
+        ["real", "real", "simulated", "simulated"],
+        &panels,
+    )?;
+    files.push(gallery);
+    let detected = |set: &[StarStamp]| {
+        set.iter().filter(|s| s.residual.is_some()).count() as f64 / set.len().max(1) as f64
+    };
+    fwhm_ratios.sort_by(f64::total_cmp);
+    let percentile = |p: f64| fwhm_ratios[((fwhm_ratios.len() - 1) as f64 * p) as usize];
+    let report = RealismReport {
+        scenes,
+        distances,
+        detected_fraction_simulated: detected(&simulated),
+        detected_fraction_real: detected(&real),
+        fwhm_per_seeing_percentiles: [percentile(0.1), percentile(0.5), percentile(0.9)],
+        median_beta: median64(&betas),
+    };
+    let json = out_dir.join("realism.json");
+    hits_core::io::write_json_atomic(&json, &report)?;
+    files.push(json);
+    Ok(report)
+}
+
+fn median64(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Panel rows of the side-by-side gallery: two real and two simulated science stamps each.
@@ -149,6 +409,7 @@ const GALLERY_ROWS: usize = 10;
 pub fn run(
     pipeline: &Pipeline,
     real_path: &Path,
+    sequences: Option<&Path>,
     out_dir: &Path,
     count: usize,
 ) -> Result<CheckReport, SimError> {
@@ -234,7 +495,14 @@ pub fn run(
             real_n: real.len(),
         });
     }
-    Ok(CheckReport { comparisons, files })
+    let realism = sequences
+        .map(|path| realism(pipeline, &conditions, path, out_dir, &mut files))
+        .transpose()?;
+    Ok(CheckReport {
+        comparisons,
+        realism,
+        files,
+    })
 }
 
 /// Rows of two real then two simulated science stamps; simulated ones with a bright central
@@ -288,7 +556,7 @@ mod tests {
         let mut model = Image::new(STAMP_SIDE);
         // Bright enough for a FWHM (peak ≈ 360 ADU ≈ 60 σ), faint enough that its Moffat wings
         // raise the outer pixels by only a few ADU.
-        model.add_point_source(&Moffat::new(5.0), 0.0, 0.0, 15_000.0);
+        model.add_point_source(&Moffat::new(5.0, 4.5), 0.0, 0.0, 15_000.0);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
         let (mut seen, variance) = observe(&model, 120.0, &mut rng);
         seen.pixels[0] = -9999.0;
