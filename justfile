@@ -21,9 +21,10 @@ help:
 build:
     cargo build --release --workspace --quiet {{features}}
 
-# Run the pipeline end to end: data -> ingest -> features -> train -> evaluate -> submit -> score,
-# then a summary. Stages whose inputs and settings did not change are skipped.
-all name="default": (data name) (ingest name) (features name) (train name) (evaluate name) (submit name) (score name) (summary name)
+# Run the pipeline end to end: data -> ingest -> features -> train -> evaluate (validation,
+# then every other labelled split, e.g. the held-out real pixels) -> submit -> score -> summary.
+# Stages whose inputs and settings did not change are skipped.
+all name="default": (data name) (ingest name) (features name) (train name) (evaluate name) (evaluate name "--labelled-splits") (submit name) (score name) (summary name)
 
 # Simulate the default HiTS candidate set into data/sim/.
 data name="default": build

@@ -39,6 +39,8 @@ pub const STAGE: &str = "evaluate";
 pub const METRICS_FILE: &str = "metrics.json";
 pub const MISCLASSIFIED_FILE: &str = "misclassified.csv";
 pub const REPORT_FILE: &str = "report.md";
+/// Per-candidate truth beside a split's CSVs (the simulator's): at least `id` and `kind`.
+pub const TRUTH_FILE: &str = "truth.csv";
 /// `train`'s curves, copied beside the other plots so the report is self-contained.
 const TRAINING_CURVES: [&str; 2] = ["loss.png", "accuracy.png"];
 
@@ -93,7 +95,26 @@ pub fn input_files(pipeline: &Pipeline, split: Option<&str>) -> Vec<PathBuf> {
             files.push(pipeline.stage_dir(STAGE).join(THRESHOLD_FILE));
         }
     }
+    // The kinds of candidates, where the simulator wrote them.
+    let split = split.unwrap_or(&pipeline.train.split);
+    if let Ok(truth) = truth_path(pipeline, split)
+        && truth.exists()
+    {
+        files.push(truth);
+    }
     files
+}
+
+/// The labelled splits besides the one `train` learns from (e.g. the held-out real-pixel
+/// split), which `evaluate --labelled-splits` scores one by one.
+pub fn other_labelled_splits(pipeline: &Pipeline) -> Vec<String> {
+    pipeline
+        .data
+        .splits
+        .iter()
+        .filter(|(name, split)| split.labelled && **name != pipeline.train.split)
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Evaluate the trained model on the validation candidates (`split` = None; chooses and
@@ -142,12 +163,17 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
         p_real,
         snr: Some(set.centre_snr.iter().map(|&s| f64::from(s)).collect()),
     };
+    let mut metrics = Report::new(&scores, choice.threshold);
+    let truth = truth_path(pipeline, split.unwrap_or(&pipeline.train.split))?;
+    if let Some(kinds) = kinds_of(&truth, &set.ids)? {
+        metrics.kinds = Some(metrics::by_kind(&scores, &kinds, choice.threshold));
+    }
     let result = ModelMetrics {
         evaluated,
         model: metadata.kind,
         parameters: metadata.parameters,
         threshold_rule: choice.rule,
-        metrics: Report::new(&scores, choice.threshold),
+        metrics,
     };
 
     let dir = out_dir(pipeline, split);
@@ -189,6 +215,30 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
     }
     manifest.write(&dir)?;
     Ok(result)
+}
+
+/// `truth.csv` beside the split's CSVs: the simulator writes it, with each candidate's kind.
+fn truth_path(pipeline: &Pipeline, split: &str) -> Result<PathBuf, EvaluateError> {
+    Ok(pipeline.split(split)?.dir.join(TRUTH_FILE))
+}
+
+/// The kind of every candidate of `ids`, if `path` exists and names them all (a truth file
+/// of other candidates is ignored with a warning: the split's CSVs were replaced).
+fn kinds_of(path: &Path, ids: &[String]) -> Result<Option<Vec<String>>, EvaluateError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let table = hits_core::table::Table::read(path)?;
+    let kind_of: std::collections::HashMap<String, String> = table
+        .texts("id")?
+        .into_iter()
+        .zip(table.texts("kind")?)
+        .collect();
+    let kinds: Option<Vec<String>> = ids.iter().map(|id| kind_of.get(id).cloned()).collect();
+    if kinds.is_none() {
+        tracing::warn!(path = %path.display(), "does not name every evaluated candidate; no per-kind figures");
+    }
+    Ok(kinds)
 }
 
 /// The validation candidates `train` held out, checked against the features they index.

@@ -16,8 +16,12 @@ struct Args {
     pipeline: PathBuf,
     /// Evaluate this whole labelled split at the chosen threshold (default: the validation
     /// candidates `train` held out, which also chooses the threshold).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "labelled_splits")]
     split: Option<String>,
+    /// Evaluate every labelled split besides the training one (e.g. `real_holdout`), each at
+    /// the chosen threshold into artifacts/evaluate/<split>/; nothing to do if there is none.
+    #[arg(long)]
+    labelled_splits: bool,
     /// Run even when the inputs and settings are unchanged since the last run.
     #[arg(long)]
     force: bool,
@@ -50,13 +54,22 @@ fn run() -> Result<()> {
         return Ok(());
     }
     let pipeline = Pipeline::load(&args.pipeline)?;
-    let split = args.split.as_deref();
-    let dir = evaluate::out_dir(&pipeline, split);
-    let inputs = evaluate::input_files(&pipeline, split);
-    if hits_core::stage::skip_if_up_to_date(&pipeline, evaluate::STAGE, &dir, &inputs, args.force) {
+    if args.labelled_splits {
+        for split in evaluate::other_labelled_splits(&pipeline) {
+            evaluate_one(&pipeline, Some(&split), args.force)?;
+        }
         return Ok(());
     }
-    let result = evaluate::run(&pipeline, split)?;
+    evaluate_one(&pipeline, args.split.as_deref(), args.force)
+}
+
+fn evaluate_one(pipeline: &Pipeline, split: Option<&str>, force: bool) -> Result<()> {
+    let dir = evaluate::out_dir(pipeline, split);
+    let inputs = evaluate::input_files(pipeline, split);
+    if hits_core::stage::skip_if_up_to_date(pipeline, evaluate::STAGE, &dir, &inputs, force) {
+        return Ok(());
+    }
+    let result = evaluate::run(pipeline, split)?;
     print_report(&result.evaluated, &result.metrics);
     println!(
         "wrote {} (metrics.json, PNGs, misclassified.csv)",
@@ -83,6 +96,15 @@ fn print_report(what: &str, r: &Report) {
         "  confusion: TP {} FP {} TN {} FN {}",
         c.true_positive, c.false_positive, c.true_negative, c.false_negative
     );
+    for k in r.kinds.iter().flatten() {
+        println!(
+            "  {:<24} {} n={:<6} called real {:.4}",
+            k.kind,
+            if k.label == 1 { "real " } else { "bogus" },
+            k.candidates,
+            k.fraction_called_real
+        );
+    }
     for bin in r.snr_bins.iter().flatten() {
         println!(
             "  {:<18} n={:<6} error {:.4}  FNR {:.4}  FPR {:.4}",

@@ -232,6 +232,40 @@ pub fn snr_bins(scores: &Scores, snr: &[f64], threshold: f64) -> Vec<SnrBin> {
         .collect()
 }
 
+/// How the candidates of one kind (a split's `truth.csv` names each candidate's kind) were
+/// called at the threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindRow {
+    pub kind: String,
+    pub label: u8,
+    pub candidates: usize,
+    pub called_real: usize,
+    /// The recall of a real kind, the false-positive rate of a bogus one.
+    pub fraction_called_real: f64,
+}
+
+/// One row per kind, real kinds first, each group by name.
+pub fn by_kind(scores: &Scores, kinds: &[String], threshold: f64) -> Vec<KindRow> {
+    let mut rows: std::collections::BTreeMap<(std::cmp::Reverse<u8>, &str), (usize, usize)> =
+        std::collections::BTreeMap::new();
+    for ((&label, &p), kind) in scores.labels.iter().zip(&scores.p_real).zip(kinds) {
+        let row = rows
+            .entry((std::cmp::Reverse(label), kind.as_str()))
+            .or_default();
+        row.0 += 1;
+        row.1 += usize::from(p >= threshold);
+    }
+    rows.into_iter()
+        .map(|((label, kind), (candidates, called_real))| KindRow {
+            kind: kind.to_string(),
+            label: label.0,
+            candidates,
+            called_real,
+            fraction_called_real: called_real as f64 / candidates as f64,
+        })
+        .collect()
+}
+
 /// Everything `metrics.json` reports about one set of scores.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -248,6 +282,9 @@ pub struct Report {
     pub fnr_at_fpr_1e_2: f64,
     pub equal_error_rate: f64,
     pub snr_bins: Option<Vec<SnrBin>>,
+    /// By kind of candidate, where the split's `truth.csv` names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<KindRow>>,
 }
 
 impl Report {
@@ -272,6 +309,7 @@ impl Report {
                 .snr
                 .as_ref()
                 .map(|snr| snr_bins(scores, snr, threshold)),
+            kinds: None,
         }
     }
 }
@@ -331,6 +369,28 @@ mod tests {
             (loose.false_positive_rate, loose.false_negative_rate),
             (0.25, 0.25)
         );
+    }
+
+    #[test]
+    fn kinds_are_counted_at_the_threshold_real_first() {
+        let scores = Scores {
+            labels: vec![0, 1, 1, 0, 1],
+            p_real: vec![0.7, 0.9, 0.2, 0.1, 0.6],
+            snr: None,
+        };
+        let kinds: Vec<String> = ["star", "sn", "sn", "star", "injected"]
+            .map(String::from)
+            .to_vec();
+        let rows = by_kind(&scores, &kinds, 0.5);
+        let summary: Vec<(&str, u8, usize, usize)> = rows
+            .iter()
+            .map(|r| (r.kind.as_str(), r.label, r.candidates, r.called_real))
+            .collect();
+        assert_eq!(
+            summary,
+            [("injected", 1, 1, 1), ("sn", 1, 2, 1), ("star", 0, 2, 1)]
+        );
+        assert_eq!(rows[1].fraction_called_real, 0.5);
     }
 
     #[test]

@@ -91,6 +91,24 @@ pub(crate) fn markdown(
             );
         }
     }
+    if let Some(kinds) = &r.kinds {
+        let _ = writeln!(md, "\n## By kind of candidate (`truth.csv`)\n");
+        let _ = writeln!(
+            md,
+            "| kind | label | candidates | called real | recall / FPR |\n|---|---|---|---|---|"
+        );
+        for k in kinds {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.4} |",
+                k.kind,
+                if k.label == 1 { "real" } else { "bogus" },
+                k.candidates,
+                k.called_real,
+                k.fraction_called_real
+            );
+        }
+    }
     let _ = writeln!(md, "\n## Curves\n");
     let _ = writeln!(
         md,

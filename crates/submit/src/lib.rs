@@ -244,6 +244,50 @@ pub fn summary(pipeline: &Pipeline) -> Result<String, SubmitError> {
         m.roc_auc,
         m.fnr_at_fpr_1e_2
     );
+    for split in evaluate::other_labelled_splits(pipeline) {
+        let path = evaluate::out_dir(pipeline, Some(&split)).join(evaluate::METRICS_FILE);
+        let Ok(metrics) = read_json::<evaluate::ModelMetrics>(&path) else {
+            let _ = writeln!(
+                out,
+                "  {split}: not evaluated (`just evaluate {} --labelled-splits`)",
+                pipeline.name
+            );
+            continue;
+        };
+        let m = &metrics.metrics;
+        let c = m.confusion;
+        let bright = m
+            .snr_bins
+            .iter()
+            .flatten()
+            .last()
+            .map(|b| format!("  recall at {} {:.4}", b.bin, 1.0 - b.false_negative_rate))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {split} ({} candidates: {} real, {} bogus): accuracy {:.4}  F1 {:.4}  ROC AUC {:.4}  recall {:.4}{bright}  FPR {:.4}",
+            m.candidates,
+            c.true_positive + c.false_negative,
+            c.true_negative + c.false_positive,
+            m.accuracy,
+            m.f1,
+            m.roc_auc,
+            m.recall,
+            c.false_positive_rate()
+        );
+        if let Some(kinds) = &m.kinds {
+            let rows: Vec<String> = kinds
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{} {:.3} of {}",
+                        k.kind, k.fraction_called_real, k.candidates
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "    called real, by kind: {}", rows.join(", "));
+        }
+    }
     let submit_dir = pipeline.stage_dir(STAGE);
     let score_path = submit_dir.join(SCORE_FILE);
     if score_path.exists() {
