@@ -139,11 +139,28 @@ fn lanczos_taps(d: f32) -> (i32, [f32; 6]) {
 
 /// The stamp moved by (dx, dy) pixels, `out(x, y) = in(x - dx, y - dy)`, by separable
 /// Lanczos-3 interpolation (as SWarp resamples survey images) with the edges extended.
-pub fn shift(pixels: &[f32], (dx, dy): (f32, f32)) -> Vec<f32> {
+pub fn shift(pixels: &[f32], offset: (f32, f32)) -> Vec<f32> {
+    resample(pixels, offset, false)
+}
+
+/// The variance of [`shift`]ed independent pixels of variance `variance`: the same
+/// interpolation with squared weights (resampling averages noise down).
+pub fn shift_variance(variance: &[f32], offset: (f32, f32)) -> Vec<f32> {
+    resample(variance, offset, true)
+}
+
+fn resample(pixels: &[f32], (dx, dy): (f32, f32), squared_weights: bool) -> Vec<f32> {
     let side = STAMP_SIDE as i32;
     let clamp = |i: i32| i.clamp(0, side - 1) as usize;
-    let (x0, wx) = lanczos_taps(dx);
-    let (y0, wy) = lanczos_taps(dy);
+    let taps = |d: f32| {
+        let (base, mut weights) = lanczos_taps(d);
+        if squared_weights {
+            weights.iter_mut().for_each(|w| *w *= *w);
+        }
+        (base, weights)
+    };
+    let (x0, wx) = taps(dx);
+    let (y0, wy) = taps(dy);
     let mut rows = vec![0.0f32; pixels.len()];
     for y in 0..STAMP_SIDE {
         for x in 0..side {
@@ -225,6 +242,37 @@ mod tests {
         // A whole-pixel shift is exact away from the edges.
         let whole = shift(&pixels, (1.0, 0.0));
         assert!((whole[10 * STAMP_SIDE + 11] - pixels[10 * STAMP_SIDE + 10]).abs() < 1e-3);
+    }
+
+    /// White noise shifted by half a pixel has a lower variance; `shift_variance` predicts it.
+    #[test]
+    fn shifted_noise_has_the_predicted_variance() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, StandardNormal};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (mut observed, mut n) = (0.0f64, 0.0f64);
+        for _ in 0..200 {
+            let noise: Vec<f32> = (0..STAMP_SIDE * STAMP_SIDE)
+                .map(|_| StandardNormal.sample(&mut rng))
+                .collect();
+            let moved = shift(&noise, (0.5, 0.5));
+            for y in 4..17 {
+                for x in 4..17 {
+                    observed += f64::from(moved[y * STAMP_SIDE + x]).powi(2);
+                    n += 1.0;
+                }
+            }
+        }
+        let predicted = shift_variance(&vec![1.0; STAMP_SIDE * STAMP_SIDE], (0.5, 0.5))[220];
+        let observed = observed / n;
+        assert!(
+            predicted < 0.8,
+            "half-pixel Lanczos averages noise: {predicted}"
+        );
+        assert!(
+            (observed / f64::from(predicted) - 1.0).abs() < 0.05,
+            "{observed} vs {predicted}"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::sequences::{ObjectClass, RealEpoch};
-use super::stamp_ops::{blur, border_sky, central_peak, centroid, fit_moffat, shift};
+use super::stamp_ops::{
+    blur, border_sky, central_peak, centroid, fit_moffat, shift, shift_variance,
+};
 use crate::Stamps;
 use crate::check::{is_usable, stamp_stats};
 use crate::conditions::{Epoch, GAIN_E_PER_ADU, SATURATION_ADU};
@@ -100,7 +102,7 @@ impl Exposure {
             for (sum, v) in flux.iter_mut().zip(shift(&scaled, offset)) {
                 *sum += v / k;
             }
-            for (sum, v) in variance.iter_mut().zip(shift(&scaled_var, offset)) {
+            for (sum, v) in variance.iter_mut().zip(shift_variance(&scaled_var, offset)) {
                 *sum += v / (k * k);
             }
         }
@@ -187,7 +189,7 @@ pub fn subtract(template: &Exposure, science: &Exposure) -> Subtraction {
         &template.flux.iter().map(|f| f * scale).collect::<Vec<_>>(),
         offset,
     );
-    let mut t_var = shift(
+    let mut t_var = shift_variance(
         &template
             .variance
             .iter()
