@@ -103,7 +103,7 @@ impl Default for RealPixelsConfig {
             sequences: PathBuf::new(),
             held_out_fraction: 0.4,
             train: true,
-            template_epochs: vec![1, 3, 5],
+            template_epochs: vec![1, 2, 3, 4, 5],
             injections: 1,
         }
     }
