@@ -172,6 +172,10 @@ pub enum Layout {
     Plain,
 }
 
+/// Per-candidate truth the simulator writes beside a split's CSVs (`id`, `kind`, ...); `evaluate`
+/// reads it, where present, for figures per kind of candidate.
+pub const TRUTH_FILE: &str = "truth.csv";
+
 /// File names of the channel CSVs and the labels inside a split's directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -625,6 +629,23 @@ mod tests {
         assert_eq!(parse("[model]\nfilters = 16\n").unwrap().model.filters, 16);
         let err = parse("[model]\nfilters = 0\n").unwrap_err();
         assert!(err.contains("model.filters"), "{err}");
+    }
+
+    #[test]
+    fn real_pixel_settings_are_checked() {
+        let p = parse("[simulate.real_pixels]\nsequences = \"s.csv\"\ntemplate_epochs = [2]\n")
+            .unwrap();
+        assert_eq!(p.simulate.real_pixels.template_epochs, [2]);
+        assert_eq!(p.simulate.real_pixels.sequences, Path::new("s.csv"));
+        for (text, key) in [
+            ("held_out_fraction = 0.0", "held_out_fraction"),
+            ("held_out_fraction = 1.0", "held_out_fraction"),
+            ("template_epochs = []", "template_epochs"),
+            ("template_epochs = [1, 0]", "template_epochs"),
+        ] {
+            let err = parse(&format!("[simulate.real_pixels]\n{text}\n")).unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

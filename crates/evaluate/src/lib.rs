@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use features::StampSet;
 use hits_core::Pipeline;
-use hits_core::config::{ModelKind, ThresholdRule};
+use hits_core::config::{ModelKind, TRUTH_FILE, ThresholdRule};
 use hits_core::io::{write_bytes_atomic, write_json_atomic};
 use hits_core::manifest::Manifest;
 use model::metadata::{METADATA_FILE, RECORD_FILE};
@@ -39,8 +39,6 @@ pub const STAGE: &str = "evaluate";
 pub const METRICS_FILE: &str = "metrics.json";
 pub const MISCLASSIFIED_FILE: &str = "misclassified.csv";
 pub const REPORT_FILE: &str = "report.md";
-/// Per-candidate truth beside a split's CSVs (the simulator's): at least `id` and `kind`.
-pub const TRUTH_FILE: &str = "truth.csv";
 /// `train`'s curves, copied beside the other plots so the report is self-contained.
 const TRAINING_CURVES: [&str; 2] = ["loss.png", "accuracy.png"];
 

@@ -888,7 +888,7 @@ pub fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::{Conditions, Epoch};
+    use crate::conditions::Conditions;
     use rand::SeedableRng;
 
     /// Both epochs at the table's seeing with a near-Gaussian profile (Moffat β → ∞), which a
@@ -902,17 +902,7 @@ mod tests {
         science_shape: (1.0, 0.0),
     };
 
-    fn epoch(seeing: f32, sky: f32, zero_point: f32) -> Epoch {
-        Epoch {
-            field: "f".into(),
-            epoch: 1,
-            mjd: 57070.0,
-            exp_time_s: 86.0,
-            seeing_arcsec: seeing,
-            sky_adu: sky,
-            zero_point,
-        }
-    }
+    use crate::conditions::test_epoch as epoch;
 
     /// Noise-free difference of a constant star: rendering with zero noise amplitude is not
     /// possible through `observe`, so compare the deterministic parts directly.

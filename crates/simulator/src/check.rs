@@ -326,16 +326,14 @@ fn realism(
     for (quantity, file, get) in quantities {
         let sim: Vec<f64> = simulated.iter().filter_map(get).collect();
         let obs: Vec<f64> = real.iter().filter_map(get).collect();
-        let path = out_dir.join(file);
-        plots::histograms(
-            &path,
-            &format!("{quantity}: simulated vs real constant stars"),
+        files.push(histogram(
+            out_dir,
+            file,
             quantity,
-            &[("simulated", &sim), ("real HiTS 2015", &obs)],
-            30,
-            true,
-        )?;
-        files.push(path);
+            "constant stars",
+            &sim,
+            &obs,
+        )?);
         distances.push(QuantityDistance {
             scene: "constant stars: science stamps",
             quantity,
@@ -390,6 +388,27 @@ fn realism(
     hits_core::io::write_json_atomic(&json, &report)?;
     files.push(json);
     Ok(report)
+}
+
+/// `<out_dir>/<file>`: histograms of `quantity` on simulated and real stamps of `what`.
+fn histogram(
+    out_dir: &Path,
+    file: &str,
+    quantity: &str,
+    what: &str,
+    simulated: &[f64],
+    real: &[f64],
+) -> Result<PathBuf, SimError> {
+    let path = out_dir.join(file);
+    plots::histograms(
+        &path,
+        &format!("{quantity}: simulated vs real {what}"),
+        quantity,
+        &[("simulated", simulated), ("real HiTS 2015", real)],
+        30,
+        true,
+    )?;
+    Ok(path)
 }
 
 fn median64(values: &[f64]) -> f64 {
@@ -470,16 +489,14 @@ pub fn run(
     for (quantity, file, get) in quantities {
         let sim: Vec<f64> = sim_stats.iter().filter_map(get).map(f64::from).collect();
         let real: Vec<f64> = real_stats.iter().filter_map(get).map(f64::from).collect();
-        let path = out_dir.join(file);
-        plots::histograms(
-            &path,
-            &format!("{quantity}: simulated vs real science stamps"),
+        files.push(histogram(
+            out_dir,
+            file,
             quantity,
-            &[("simulated", &sim), ("real HiTS 2015", &real)],
-            30,
-            true,
-        )?;
-        files.push(path);
+            "science stamps",
+            &sim,
+            &real,
+        )?);
         let med = |v: &[f64]| {
             if v.is_empty() {
                 f32::NAN

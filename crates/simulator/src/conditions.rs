@@ -220,6 +220,20 @@ impl EpochPair<'_> {
     }
 }
 
+/// A g-band exposure of field "f" for tests.
+#[cfg(test)]
+pub(crate) fn test_epoch(seeing_arcsec: f32, sky_adu: f32, zero_point: f32) -> Epoch {
+    Epoch {
+        field: "f".into(),
+        epoch: 1,
+        mjd: 57070.0,
+        exp_time_s: 86.0,
+        seeing_arcsec,
+        sky_adu,
+        zero_point,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -257,15 +257,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn conditions(seeing: f32, zero_point: f32) -> Epoch {
-        Epoch {
-            field: "f".into(),
-            epoch: 1,
-            mjd: 57070.0,
-            exp_time_s: 86.0,
-            seeing_arcsec: seeing,
-            sky_adu: 120.0,
-            zero_point,
-        }
+        crate::conditions::test_epoch(seeing, 120.0, zero_point)
     }
 
     /// A star of `flux` (magnitude-25 units) observed with noise at (x, y).
