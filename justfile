@@ -21,25 +21,28 @@ help:
 build:
     cargo build --release --workspace --quiet {{features}}
 
-# Run the pipeline end to end: data -> ingest -> features -> train -> evaluate (validation,
-# then every other labelled split, e.g. the held-out real pixels) -> submit -> score -> summary.
 # Stages whose inputs and settings did not change are skipped.
-all name="default": (data name) (ingest name) (features name) (train name) (evaluate name) (evaluate name "--labelled-splits") (submit name) (score name) (summary name)
+[doc("Run the pipeline end to end: data, ingest, features, train, evaluate (validation, then the held-out real pixels), submit, score, summary.")]
+all name="default": (score name) (evaluate name "--labelled-splits") (summary name)
 
 # Simulate the default HiTS candidate set into data/sim/.
 data name="default": build
     {{bin}}/simulate generate --pipeline pipelines/{{name}}.toml
 
-# Realism check: simulated vs real HiTS stamps and condition histograms (PNG in artifacts/sim-check/).
+# Realism check: simulated vs real HiTS stamps, a realism score and histograms (artifacts/sim-check/).
 sim-check name="default": build
     {{bin}}/simulate check --pipeline pipelines/{{name}}.toml
 
-# Read and validate the CSVs, write artifacts/ingest/.
+# Each stage recipe first brings the stages before it up to date (those whose inputs and
+# settings did not change skip themselves), so any recipe works on a fresh clone.
+
+# Read and validate the CSVs, write artifacts/ingest/ (simulating first if the pipeline reads the simulation).
 ingest name="default": build
+    {{bin}}/simulate generate --pipeline pipelines/{{name}}.toml --if-used
     {{bin}}/ingest --pipeline pipelines/{{name}}.toml
 
 # Stack and normalise stamps, write artifacts/features/.
-features name="default": build
+features name="default": (ingest name)
     {{bin}}/features --pipeline pipelines/{{name}}.toml
 
 # Show an Arrow artifact's schema and size, and render one candidate (text + PNG).
@@ -47,20 +50,21 @@ inspect file row="0": build
     {{bin}}/inspect {{file}} --row {{row}}
 
 # Train the pipeline's model, write artifacts/train/ (`just train seed`: the reference recipe).
-train name="default" *flags="": build
+train name="default" *flags="": (features name)
     {{bin}}/train --pipeline pipelines/{{name}}.toml {{flags}}
 
-# Score the model on the validation candidates, choose the threshold, write artifacts/evaluate/
-# (`just evaluate default --split NAME`: a whole labelled split, into artifacts/evaluate/NAME/).
-evaluate name="default" *flags="": build
+# `just evaluate default --split NAME`: a whole labelled split, into artifacts/evaluate/NAME/;
+# `--labelled-splits`: every labelled split besides the training one.
+[doc("Score the model on the validation candidates, choose the threshold, write artifacts/evaluate/.")]
+evaluate name="default" *flags="": (train name)
     {{bin}}/evaluate --pipeline pipelines/{{name}}.toml {{flags}}
 
 # Predict the test split at the chosen threshold: artifacts/submit/submission.csv (`--split NAME` for another).
-submit name="default" *flags="": build
+submit name="default" *flags="": (evaluate name)
     {{bin}}/submit predict --pipeline pipelines/{{name}}.toml {{flags}}
 
-# Accuracy and F1 of the submission against an answer key (id,label); writes artifacts/submit/score.json.
-score name="default" answers="data/sim/test_labels.csv": build
+[doc("Accuracy and F1 of the submission against an answer key (id,label) -> artifacts/submit/score.json.")]
+score name="default" answers="data/sim/test_labels.csv": (submit name)
     {{bin}}/submit score --pipeline pipelines/{{name}}.toml --answers {{answers}}
 
 # Validation and test figures, time per stage, where the report and plots are.
@@ -76,19 +80,18 @@ deephits:
     just evaluate-scores ../shared/deephits/test_predictions_cnn_arch7.csv
     just evaluate-scores ../shared/deephits/test_predictions_random_forest.csv
 
-# Speed of every stage on this machine -> artifacts/bench/results.json (`large=0` skips the
-# 250,000-candidate set, which needs ~5 GB of disk under data/).
+# Parameters are positional: `just bench 0` skips the 250,000-candidate set (~5 GB of disk
+# under data/), `just bench 0 4` also trains RotInvCnn for 4 epochs.
+[doc("Speed of every stage on this machine -> artifacts/bench/results.json (`just bench 0`: without the 250,000-candidate set).")]
 bench large="250000" rot_inv_epochs="2": build
     {{bin}}/bench run --large {{large}} --rot-inv-epochs {{rot_inv_epochs}}
 
-# Accuracy of recipes: each pipeline trained with each seed, scored on 20,000 simulated
-# candidates of an independent simulator seed -> artifacts/bench/study.json and a table
-# (about 30 min for the three shipped pipelines and five seeds; ~350 MB of disk per run).
+# About 30 min for the three shipped pipelines and five seeds; ~350 MB of disk per run.
+[doc("Accuracy of recipes: each pipeline trained with each seed, scored on 20,000 independent simulated candidates -> artifacts/bench/study.json.")]
 study *flags="": build
     {{bin}}/bench study {{flags}}
 
-# Ours and the reference Keras notebook's model (TensorFlow CPU, own venv), alternately on the
-# same CSVs, `rounds` times each; prints and writes the ours / Keras ratios.
+[doc("Ours and the reference Keras notebook's model (TensorFlow CPU, own venv), alternately on the same CSVs; prints the ours / Keras ratios.")]
 bench-peers rounds="2":
     #!/usr/bin/env bash
     set -euo pipefail

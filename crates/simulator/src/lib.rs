@@ -19,6 +19,7 @@ pub mod writer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use hits_core::config::TRUTH_FILE;
 use hits_core::manifest::{FileDigest, Manifest};
 use hits_core::{Channel, Pipeline};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -198,7 +199,7 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
         let dir = out.join(split.name());
         // The test answer key and truth (which holds labels too) stay outside the test directory.
         let (labels, truth) = match split {
-            Split::Train => (dir.join(&pipeline.data.files.labels), dir.join("truth.csv")),
+            Split::Train => (dir.join(&pipeline.data.files.labels), dir.join(TRUTH_FILE)),
             _ => (out.join("test_labels.csv"), out.join("test_truth.csv")),
         };
         write_split(
@@ -216,7 +217,7 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
     bar.finish();
     if let Some(real) = &real {
         let dir = out.join(REAL_HOLDOUT_DIR);
-        let (labels, truth) = (dir.join(&pipeline.data.files.labels), dir.join("truth.csv"));
+        let (labels, truth) = (dir.join(&pipeline.data.files.labels), dir.join(TRUTH_FILE));
         write_split(
             pipeline,
             &dir,
@@ -242,6 +243,16 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
             unusable_epochs: r.unusable_epochs,
         }),
     })
+}
+
+/// Whether any of the pipeline's splits reads the simulator's output directory.
+pub fn feeds_a_split(pipeline: &Pipeline) -> bool {
+    let out = &pipeline.simulate.out_dir;
+    pipeline
+        .data
+        .splits
+        .values()
+        .any(|split| split.dir.starts_with(out))
 }
 
 /// The files [`generate`] reads besides its embedded tables: the real-pixel sequences, if any.
@@ -415,6 +426,71 @@ mod tests {
             // The order is shuffled, not all reals first.
             assert!(candidates[..reals].iter().any(|c| c.label == 0));
         }
+    }
+
+    /// Two real objects (a constant star and an RR Lyrae) of the shipped sequences: with
+    /// everything held out, their candidates form `real_holdout/` and stay out of `train/`.
+    #[test]
+    fn real_pixel_candidates_are_written_apart_from_the_train_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = read(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../data/hits2015/real_science_sequences.csv"),
+        );
+        let mut lines = shipped.lines();
+        let mut text = format!("{}\n", lines.next().unwrap());
+        for line in lines.filter(|l| {
+            l.starts_with("Blind15A_04_N16_183_3343_g,")
+                || l.starts_with("Blind15A_04_N12_365_1704_g,")
+        }) {
+            text += line;
+            text += "\n";
+        }
+        let sequences = dir.path().join("sequences.csv");
+        std::fs::write(&sequences, text).unwrap();
+        let mut p = tiny(3, &dir.path().join("sim"), 10, 4, 0.5);
+        p.simulate.real_pixels.sequences = sequences.clone();
+        p.simulate.real_pixels.template_epochs = vec![3];
+        // Both objects are the only ones of their class: a fraction above 0.5 holds them out.
+        p.simulate.real_pixels.held_out_fraction = 0.9;
+        let summary = generate(&p).unwrap();
+        let held = summary.real_pixels.unwrap();
+        assert!(held.calibration.is_empty(), "{:?}", held.calibration);
+        assert!(
+            held.held_out["real_constant_star"] > 0,
+            "{:?}",
+            held.held_out
+        );
+        let train_labels = read(&dir.path().join("sim/train/labels.csv"));
+        assert_eq!(
+            train_labels.lines().count(),
+            11,
+            "only the simulated candidates"
+        );
+        let truth = read(&dir.path().join("sim/real_holdout/truth.csv"));
+        assert!(truth.lines().next().unwrap().ends_with(",object"));
+        let rows: Vec<&str> = truth.lines().skip(1).collect();
+        assert_eq!(rows.len(), held.held_out.values().sum::<usize>());
+        assert!(
+            rows.iter()
+                .all(|r| r.starts_with("rp-Blind15A_04_N1") && r.ends_with("_g")),
+            "{rows:?}"
+        );
+        let labels = read(&dir.path().join("sim/real_holdout/labels.csv"));
+        assert_eq!(labels.lines().count(), rows.len() + 1);
+        // The manifest names the sequences file as an input, so a changed file re-simulates.
+        let manifest = read(&dir.path().join("sim/manifest.json"));
+        assert!(manifest.contains("sequences.csv"), "{manifest}");
+    }
+
+    #[test]
+    fn only_pipelines_reading_the_simulation_need_it() {
+        let mut p = Pipeline::default();
+        assert!(feeds_a_split(&p));
+        for split in p.data.splits.values_mut() {
+            split.dir = "my/own/csvs".into();
+        }
+        assert!(!feeds_a_split(&p));
     }
 
     #[test]

@@ -23,6 +23,10 @@ enum Command {
         /// Simulate even when `[simulate]` and the simulator are unchanged since the last run.
         #[arg(long)]
         force: bool,
+        /// Do nothing unless one of the pipeline's splits reads from `[simulate] out_dir`
+        /// (so `just ingest mine` on your own CSVs never simulates).
+        #[arg(long)]
+        if_used: bool,
     },
     /// Compare simulated science stamps with real ones: PNGs and a table of medians.
     Check {
@@ -52,11 +56,19 @@ fn run() -> anyhow::Result<()> {
     let command = Cli::parse().command.unwrap_or(Command::Generate {
         pipeline: "pipelines/default.toml".into(),
         force: false,
+        if_used: false,
     });
     match command {
-        Command::Generate { pipeline, force } => {
+        Command::Generate {
+            pipeline,
+            force,
+            if_used,
+        } => {
             let pipeline = Pipeline::load(&pipeline)?;
             let out = &pipeline.simulate.out_dir;
+            if if_used && !simulator::feeds_a_split(&pipeline) {
+                return Ok(());
+            }
             let inputs = simulator::input_files(&pipeline);
             if hits_core::stage::skip_if_up_to_date(
                 &pipeline,
