@@ -15,7 +15,7 @@ use crate::candidate::{DETECTION_SNR, centre_value};
 use crate::error::SimError;
 use crate::real_pixels::stamp_ops::{central_peak, centroid};
 use crate::real_pixels::subtract::Exposure;
-use crate::real_pixels::{self, ObjectClass, ObjectSequence, Role, read_sequences};
+use crate::real_pixels::{self, ObjectClass, Role, read_sequences};
 use crate::realism::{self, FeatureVector, SceneRealism};
 use crate::{Candidate, Conditions, Split, simulate_split};
 
@@ -174,6 +174,9 @@ pub struct RealismReport {
     /// table's seeing (10th, 50th, 90th percentile) and the median β.
     pub fwhm_per_seeing_percentiles: [f64; 3],
     pub median_beta: f64,
+    /// PSF-fitted flux over the zero-point prediction by PSF FWHM (pixels), learned on the
+    /// calibration objects' constant stars and applied to every real exposure.
+    pub flux_correction: Vec<(f32, f32)>,
 }
 
 /// One constant star's stamp measured for the realism check.
@@ -230,28 +233,21 @@ fn realism(
     files: &mut Vec<PathBuf>,
 ) -> Result<RealismReport, SimError> {
     let config = &pipeline.simulate.real_pixels;
-    let objects: Vec<ObjectSequence> = read_sequences(sequences)?
-        .into_iter()
-        .filter(|o| o.class == ObjectClass::Constant)
-        .collect();
+    let objects = read_sequences(sequences)?;
     let roles = real_pixels::roles(&objects, config.held_out_fraction);
+    let (measured, flux_correction) = real_pixels::measure_all(&objects, &roles, conditions);
     let mut real = Vec::new();
     let mut fluxes = Vec::new();
     let mut fwhm_ratios = Vec::new();
     let mut betas = Vec::new();
-    for (object, role) in objects.iter().zip(&roles) {
+    let constant_stars = objects
+        .iter()
+        .zip(&roles)
+        .zip(&measured)
+        .filter(|((object, _), _)| object.class == ObjectClass::Constant);
+    for ((_, role), exposures) in constant_stars {
         let held_out = *role == Role::HeldOut;
-        let exposures: Vec<Exposure> = object
-            .epochs
-            .iter()
-            .filter_map(|e| {
-                Exposure::measure(
-                    e,
-                    object.class,
-                    conditions.exposure_at(&object.field, e.mjd)?,
-                )
-            })
-            .collect();
+        let exposures: Vec<&Exposure> = exposures.iter().map(|(_, e)| e).collect();
         let Some((first, later)) = exposures.split_first() else {
             continue;
         };
@@ -383,6 +379,7 @@ fn realism(
         detected_fraction_real: detected(&real),
         fwhm_per_seeing_percentiles: [percentile(0.1), percentile(0.5), percentile(0.9)],
         median_beta: median64(&betas),
+        flux_correction: flux_correction.knots().to_vec(),
     };
     let json = out_dir.join("realism.json");
     hits_core::io::write_json_atomic(&json, &report)?;

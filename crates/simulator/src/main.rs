@@ -177,6 +177,15 @@ fn run() -> anyhow::Result<()> {
                     "  calibration objects' PSF: FWHM / seeing {p10:.3} / {p50:.3} / {p90:.3} (10/50/90%), median Moffat beta {:.2}",
                     realism.median_beta
                 );
+                let knots: Vec<String> = realism
+                    .flux_correction
+                    .iter()
+                    .map(|(fwhm, factor)| format!("{factor:.3} at {fwhm:.1} px"))
+                    .collect();
+                println!(
+                    "  zero-point flux correction (PSF flux / predicted): {}",
+                    knots.join(", ")
+                );
             }
             for file in &report.files {
                 println!("wrote {}", file.display());

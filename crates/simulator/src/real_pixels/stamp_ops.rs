@@ -76,9 +76,17 @@ pub fn centroid(flux: &[f32]) -> (f32, f32) {
     (cx, cy)
 }
 
-/// FWHM (pixels) and β of the Moffat profile that best fits (least squares, free amplitude)
-/// the sky-subtracted `flux` within 6 px of `centre`: a coarse grid, then finer FWHM steps.
-pub fn fit_moffat(flux: &[f32], centre: (f32, f32)) -> (f32, f32) {
+/// The Moffat profile that best fits a star: FWHM (pixels), β, and total flux (ADU).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MoffatFit {
+    pub fwhm: f32,
+    pub beta: f32,
+    pub flux: f32,
+}
+
+/// The Moffat profile that best fits (least squares, free amplitude) the sky-subtracted
+/// `flux` within 6 px of `centre`: a coarse grid of FWHM and β, then finer FWHM steps.
+pub fn fit_moffat(flux: &[f32], centre: (f32, f32)) -> MoffatFit {
     let samples: Vec<(f32, f32)> = offsets(HALF)
         .map(|(x, y)| {
             let r2 = (x as f32 - centre.0).powi(2) + (y as f32 - centre.1).powi(2);
@@ -86,6 +94,8 @@ pub fn fit_moffat(flux: &[f32], centre: (f32, f32)) -> (f32, f32) {
         })
         .filter(|(r2, _)| *r2 <= 36.0)
         .collect();
+    // Residual sum of squares at the best amplitude mv / mm (the profile has unit flux, so
+    // the amplitude is the star's total flux), and that amplitude.
     let misfit = |fwhm: f32, beta: f32| {
         let psf = Moffat::new(fwhm, beta);
         let (mut mm, mut mv, mut vv) = (0.0f64, 0.0f64, 0.0f64);
@@ -95,22 +105,24 @@ pub fn fit_moffat(flux: &[f32], centre: (f32, f32)) -> (f32, f32) {
             mv += m * f64::from(v);
             vv += f64::from(v) * f64::from(v);
         }
-        // Residual sum of squares at the best amplitude mv / mm.
-        vv - mv * mv / mm
+        (vv - mv * mv / mm, (mv / mm) as f32)
     };
     let best_of = |candidates: &mut dyn Iterator<Item = (f32, f32)>| {
         candidates
-            .map(|(fwhm, beta)| (misfit(fwhm, beta), fwhm, beta))
+            .map(|(fwhm, beta)| {
+                let (rss, flux) = misfit(fwhm, beta);
+                (rss, MoffatFit { fwhm, beta, flux })
+            })
             .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, fwhm, beta)| (fwhm, beta))
+            .map(|(_, fit)| fit)
             .expect("the grids are not empty")
     };
-    let (fwhm, beta) = best_of(
+    let coarse = best_of(
         &mut [2.5f32, 3.0, 3.5, 4.5, 6.0, 10.0]
             .into_iter()
             .flat_map(|beta| (0..=28).map(move |i| (1.5 + 0.25 * i as f32, beta))),
     );
-    best_of(&mut (-10..=10).map(|i| ((fwhm + 0.025 * i as f32).max(1.0), beta)))
+    best_of(&mut (-10..=10).map(|i| ((coarse.fwhm + 0.025 * i as f32).max(1.0), coarse.beta)))
 }
 
 /// Lanczos-3 taps for a shift by `d` pixels: source offsets from `base` and their weights.
@@ -217,9 +229,10 @@ mod tests {
             (cx - 0.3).abs() < 0.02 && (cy + 0.4).abs() < 0.02,
             "{cx} {cy}"
         );
-        let (fwhm, beta) = fit_moffat(&pixels, (0.3, -0.4));
-        assert!((fwhm - 4.2).abs() < 0.06, "{fwhm}");
-        assert_eq!(beta, 4.5);
+        let fit = fit_moffat(&pixels, (0.3, -0.4));
+        assert!((fit.fwhm - 4.2).abs() < 0.06, "{fit:?}");
+        assert_eq!(fit.beta, 4.5);
+        assert!((fit.flux / 10_000.0 - 1.0).abs() < 0.02, "{fit:?}");
     }
 
     #[test]
@@ -285,7 +298,7 @@ mod tests {
         );
         let pixels = star(3.0, 4.5, 0.0, 0.0);
         let blurred = blur(&pixels, &Kernel::gaussian(1.5));
-        let (fwhm, _) = fit_moffat(&blurred, (0.0, 0.0));
+        let fwhm = fit_moffat(&blurred, (0.0, 0.0)).fwhm;
         // Gaussian widths add in quadrature: sqrt(3² + (2.355 · 1.5)²) ≈ 4.6.
         assert!((4.2..5.0).contains(&fwhm), "{fwhm}");
     }

@@ -39,7 +39,10 @@ pub struct Exposure {
     pub beta: f32,
     /// The object's position (pixels from the centre) where it is bright enough to measure.
     pub centroid: Option<(f32, f32)>,
-    /// ADU of a magnitude-25 source: exposure time and zero point of the conditions table.
+    /// The star's total flux from its PSF fit (ADU), where the PSF was fitted.
+    pub psf_flux: Option<f32>,
+    /// ADU of a magnitude-25 source: exposure time and zero point of the conditions table,
+    /// times the [`super::photometry::FluxCorrection`] for the exposure's PSF width.
     pub flux_unit: f32,
     /// The conditions table's row for this exposure (the first one for a template).
     pub conditions: Epoch,
@@ -64,15 +67,19 @@ impl Exposure {
         let snr = peak / stats.noise;
         let centroid = (snr >= CENTROID_MIN_SNR).then(|| centroid(&flux));
         let saturated = epoch.pixels.iter().any(|&v| v >= 0.9 * SATURATION_ADU);
-        let (fwhm, beta) = match centroid {
+        let fit = match centroid {
             Some(centre) if class.is_star() && snr >= PSF_FIT_MIN_SNR && !saturated => {
-                fit_moffat(&flux, centre)
+                Some(fit_moffat(&flux, centre))
             }
-            _ => (
+            _ => None,
+        };
+        let (fwhm, beta) = fit.map_or(
+            (
                 conditions.fwhm_px() * TYPICAL_FWHM_PER_SEEING,
                 TYPICAL_MOFFAT_BETA,
             ),
-        };
+            |f| (f.fwhm, f.beta),
+        );
         Some(Exposure {
             raw: epoch.pixels.clone(),
             flux,
@@ -82,6 +89,7 @@ impl Exposure {
             fwhm,
             beta,
             centroid,
+            psf_flux: fit.map(|f| f.flux),
             flux_unit: conditions.flux_unit(),
             conditions: conditions.clone(),
         })
@@ -121,6 +129,7 @@ impl Exposure {
             fwhm,
             beta: epochs.iter().map(|e| e.beta).sum::<f32>() / k,
             centroid: first.centroid,
+            psf_flux: None,
             flux_unit: first.flux_unit,
             conditions: first.conditions.clone(),
         }
