@@ -406,16 +406,29 @@ pub enum ThresholdRule {
     EqualErrorRate,
 }
 
+/// How `evaluate` calibrates P(real) before choosing the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationMethod {
+    /// The model's P(real) as it is.
+    None,
+    /// Temperature scaling fitted on the validation candidates (log-odds divided by one
+    /// number); `submit` applies it too. It keeps the ranking, so ROC AUC is unchanged.
+    Temperature,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvaluateConfig {
     pub threshold: ThresholdRule,
+    pub calibration: CalibrationMethod,
 }
 
 impl Default for EvaluateConfig {
     fn default() -> Self {
         EvaluateConfig {
             threshold: ThresholdRule::Fixed { value: 0.5 },
+            calibration: CalibrationMethod::None,
         }
     }
 }

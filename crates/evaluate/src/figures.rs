@@ -1,5 +1,5 @@
 //! The evaluation PNGs: confusion matrix, ROC and DET curves, score histograms per class,
-//! and the gallery of the worst misclassified candidates.
+//! the reliability diagram, and the gallery of the worst misclassified candidates.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +7,7 @@ use features::StampSet;
 use hits_core::{Channel, STAMP_PIXELS};
 use plots::StampPanel;
 
+use crate::calibration::Calibration;
 use crate::metrics::roc_curve;
 use crate::{EvaluateError, Report, Scores};
 
@@ -15,6 +16,7 @@ pub const ROC_PNG: &str = "roc.png";
 pub const DET_PNG: &str = "det.png";
 pub const SCORES_PNG: &str = "scores.png";
 pub const GALLERY_PNG: &str = "misclassified.png";
+pub const RELIABILITY_PNG: &str = "reliability.png";
 
 /// Candidates shown in the gallery.
 pub const GALLERY_SIZE: usize = 12;
@@ -99,7 +101,40 @@ pub fn score_plots(
         50,
         true,
     )?;
-    Ok(vec![confusion, roc_path, det_path, histogram])
+    let mut written = vec![confusion, roc_path, det_path, histogram];
+    if let Some(calibration) = &report.calibration {
+        let curve = |c: &Calibration| -> Vec<(f64, f64)> {
+            c.bins
+                .iter()
+                .filter(|b| b.candidates > 0)
+                .map(|b| (b.mean_p_real, b.fraction_real))
+                .collect()
+        };
+        let after = curve(calibration);
+        let before = report.calibration_before_scaling.as_ref().map(curve);
+        let mut series: Vec<(&str, &[(f64, f64)])> = vec![("model", &after)];
+        if let Some(before) = &before {
+            series = vec![("temperature-scaled", &after), ("before scaling", before)];
+        }
+        series.push(("perfect", &[(0.0, 0.0), (1.0, 1.0)]));
+        let path = dir.join(RELIABILITY_PNG);
+        plots::line_chart(
+            &path,
+            &format!(
+                "{what}: reliability (ECE {:.4}, Brier {:.4}, {} bins)",
+                calibration.ece,
+                calibration.brier,
+                crate::calibration::CALIBRATION_BINS
+            ),
+            "mean P(real) in bin",
+            "fraction real in bin",
+            &series,
+            false,
+            false,
+        )?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// Misclassified candidates of `set` (indices), the most confidently wrong first.

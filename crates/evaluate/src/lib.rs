@@ -10,6 +10,7 @@
 //! `evaluate --scores FILE.csv` scores external predictions (`label,p_real[,snr]`); the tests
 //! reproduce Deep-HiTS' published test-set figures from its released predictions.
 
+pub mod calibration;
 mod error;
 pub mod figures;
 pub mod metrics;
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use features::StampSet;
 use hits_core::Pipeline;
-use hits_core::config::{ModelKind, TRUTH_FILE, ThresholdRule};
+use hits_core::config::{CalibrationMethod, ModelKind, TRUTH_FILE, ThresholdRule};
 use hits_core::io::{write_bytes_atomic, write_json_atomic};
 use hits_core::manifest::Manifest;
 use model::metadata::{METADATA_FILE, RECORD_FILE};
@@ -139,17 +140,24 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
     };
     let labels = labels_of(&set, &features_path)?;
     tracing::info!("{evaluated}: {} candidates", set.len());
-    let (p_real, metadata) = predict(&train_dir, &set)?;
+    let (model_p_real, metadata) = predict(&train_dir, &set)?;
 
     let stage_dir = pipeline.stage_dir(STAGE);
     let choice = match split {
         None => {
+            let temperature = match pipeline.evaluate.calibration {
+                CalibrationMethod::None => None,
+                CalibrationMethod::Temperature => {
+                    Some(calibration::fit_temperature(&labels, &model_p_real))
+                }
+            };
+            let p_real = threshold::calibrated(&model_p_real, temperature);
             let rule = pipeline.evaluate.threshold;
             let threshold = threshold::choose(rule, &labels, &p_real);
             let at = Confusion::at(&labels, &p_real, threshold);
             let chosen_on = format!("{evaluated} ({} candidates)", set.len());
             let rates = (at.false_positive_rate(), at.false_negative_rate());
-            ThresholdChoice::new(threshold, rule, chosen_on, rates, &train_dir)?
+            ThresholdChoice::new(threshold, rule, chosen_on, rates, temperature, &train_dir)?
         }
         Some(_) => {
             Manifest::read(&stage_dir)?.verify_output(&stage_dir.join(THRESHOLD_FILE))?;
@@ -157,11 +165,15 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
         }
     };
     let scores = Scores {
+        p_real: choice.calibrated(&model_p_real),
         labels,
-        p_real,
         snr: Some(set.centre_snr.iter().map(|&s| f64::from(s)).collect()),
     };
     let mut metrics = Report::new(&scores, choice.threshold);
+    if choice.temperature.is_some() {
+        metrics.calibration_before_scaling =
+            Some(calibration::Calibration::of(&scores.labels, &model_p_real));
+    }
     let truth = truth_path(pipeline, split.unwrap_or(&pipeline.train.split))?;
     if let Some(kinds) = kinds_of(&truth, &set.ids)? {
         metrics.kinds = Some(metrics::by_kind(&scores, &kinds, choice.threshold));

@@ -96,6 +96,19 @@ fn print_report(what: &str, r: &Report) {
         "  confusion: TP {} FP {} TN {} FN {}",
         c.true_positive, c.false_positive, c.true_negative, c.false_negative
     );
+    if let Some(c) = &r.calibration {
+        let before = r
+            .calibration_before_scaling
+            .as_ref()
+            .map(|b| {
+                format!(
+                    " (before temperature scaling: ECE {:.4}, Brier {:.4})",
+                    b.ece, b.brier
+                )
+            })
+            .unwrap_or_default();
+        println!("  ECE {:.4}  Brier {:.4}{before}", c.ece, c.brier);
+    }
     for k in r.kinds.iter().flatten() {
         println!(
             "  {:<24} {} n={:<6} called real {:.4}",

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::Calibration;
+
 /// Labels, scores and (optionally) each candidate's centre SNR.
 #[derive(Debug, Clone, Default)]
 pub struct Scores {
@@ -285,6 +287,13 @@ pub struct Report {
     /// By kind of candidate, where the split's `truth.csv` names them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kinds: Option<Vec<KindRow>>,
+    /// ECE, Brier score and reliability curve of the scores (after temperature scaling,
+    /// where the pipeline asks for it).
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+    /// The same before temperature scaling, where it was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_before_scaling: Option<Calibration>,
 }
 
 impl Report {
@@ -310,6 +319,8 @@ impl Report {
                 .as_ref()
                 .map(|snr| snr_bins(scores, snr, threshold)),
             kinds: None,
+            calibration: Some(Calibration::of(&scores.labels, &scores.p_real)),
+            calibration_before_scaling: None,
         }
     }
 }

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use features::StampSet;
 use hits_core::config::ThresholdRule;
 
-use crate::figures::{CONFUSION_PNG, DET_PNG, GALLERY_PNG, GALLERY_SIZE, ROC_PNG, SCORES_PNG};
+use crate::figures::{
+    CONFUSION_PNG, DET_PNG, GALLERY_PNG, GALLERY_SIZE, RELIABILITY_PNG, ROC_PNG, SCORES_PNG,
+};
 use crate::{MISCLASSIFIED_FILE, ModelMetrics, Scores, ThresholdChoice};
 
 fn rule_text(rule: ThresholdRule) -> String {
@@ -108,6 +110,27 @@ pub(crate) fn markdown(
                 k.fraction_called_real
             );
         }
+    }
+    if let Some(calibration) = &r.calibration {
+        let _ = writeln!(md, "\n## Calibration\n");
+        match (&r.calibration_before_scaling, choice.temperature) {
+            (Some(before), Some(t)) => {
+                let _ = writeln!(
+                    md,
+                    "P(real) is temperature-scaled (T = {t:.4}, fitted on {}): ECE {:.4} → **{:.4}**, \
+                     Brier score {:.4} → **{:.4}** (15 bins).\n",
+                    choice.chosen_on, before.ece, calibration.ece, before.brier, calibration.brier
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    md,
+                    "ECE **{:.4}**, Brier score **{:.4}** (15 bins; no temperature scaling).\n",
+                    calibration.ece, calibration.brier
+                );
+            }
+        }
+        let _ = writeln!(md, "![reliability diagram]({RELIABILITY_PNG})");
     }
     let _ = writeln!(md, "\n## Curves\n");
     let _ = writeln!(

@@ -10,6 +10,7 @@ use model::metadata::{METADATA_FILE, RECORD_FILE};
 use serde::{Deserialize, Serialize};
 
 use crate::EvaluateError;
+use crate::calibration::apply_temperature;
 use crate::metrics::{CurvePoint, at_false_positive_rate, equal_error_point, roc_curve};
 
 pub const THRESHOLD_FILE: &str = "threshold.json";
@@ -28,6 +29,10 @@ pub struct ThresholdChoice {
     /// BLAKE3 of the `model.json` and `model.mpk` it was chosen for.
     pub model_json_blake3: String,
     pub model_mpk_blake3: String,
+    /// Temperature fitted on the same candidates (`[evaluate] calibration = "temperature"`):
+    /// P(real) is calibrated with it before the threshold applies.
+    #[serde(default)]
+    pub temperature: Option<f64>,
 }
 
 /// BLAKE3 of `<model_dir>/model.json` and `<model_dir>/model.mpk`.
@@ -36,6 +41,14 @@ fn model_hashes(model_dir: &Path) -> Result<(String, String), EvaluateError> {
         hash_file(&model_dir.join(METADATA_FILE))?,
         hash_file(&model_dir.join(RECORD_FILE))?,
     ))
+}
+
+/// `p_real` through `temperature`, or unchanged without one.
+pub fn calibrated(p_real: &[f64], temperature: Option<f64>) -> Vec<f64> {
+    match temperature {
+        Some(t) => p_real.iter().map(|&p| apply_temperature(p, t)).collect(),
+        None => p_real.to_vec(),
+    }
 }
 
 /// The threshold `rule` picks for these validation scores.
@@ -62,6 +75,7 @@ impl ThresholdChoice {
         rule: ThresholdRule,
         chosen_on: String,
         at: (f64, f64),
+        temperature: Option<f64>,
         model_dir: &Path,
     ) -> Result<Self, EvaluateError> {
         let (model_json_blake3, model_mpk_blake3) = model_hashes(model_dir)?;
@@ -73,7 +87,13 @@ impl ThresholdChoice {
             false_negative_rate: at.1,
             model_json_blake3,
             model_mpk_blake3,
+            temperature,
         })
+    }
+
+    /// The model's P(real) as this choice reads it: through its temperature, if it has one.
+    pub fn calibrated(&self, p_real: &[f64]) -> Vec<f64> {
+        calibrated(p_real, self.temperature)
     }
 
     pub fn write(&self, dir: &Path) -> Result<PathBuf, EvaluateError> {
@@ -161,11 +181,16 @@ mod tests {
         std::fs::write(model_dir.join(RECORD_FILE), "weights").unwrap();
         let rule = ThresholdRule::EqualErrorRate;
         let choice =
-            ThresholdChoice::new(0.4, rule, "test".into(), (0.1, 0.1), &model_dir).unwrap();
+            ThresholdChoice::new(0.4, rule, "test".into(), (0.1, 0.1), Some(2.0), &model_dir)
+                .unwrap();
         choice.write(&eval_dir).unwrap();
-        assert_eq!(
-            ThresholdChoice::read_for_model(&eval_dir, &model_dir).unwrap(),
-            choice
+        let read = ThresholdChoice::read_for_model(&eval_dir, &model_dir).unwrap();
+        assert_eq!(read, choice);
+        // The temperature travels with the threshold: log-odds halved.
+        let p = read.calibrated(&[0.9, 0.5]);
+        assert!(
+            (p[0] - 0.75).abs() < 1e-9 && (p[1] - 0.5).abs() < 1e-12,
+            "{p:?}"
         );
 
         std::fs::write(model_dir.join(RECORD_FILE), "retrained").unwrap();

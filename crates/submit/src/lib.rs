@@ -58,7 +58,8 @@ pub fn run(pipeline: &Pipeline, split: &str) -> Result<Submission, SubmitError> 
     let choice = ThresholdChoice::read_for_model(&evaluate_dir, &train_dir)?;
     let set = features::open_split(pipeline, split)?;
     tracing::info!("split {split}: {} candidates", set.len());
-    let (p_real, mut metadata) = evaluate::predict(&train_dir, &set)?;
+    let (model_p_real, mut metadata) = evaluate::predict(&train_dir, &set)?;
+    let p_real = choice.calibrated(&model_p_real);
     metadata.threshold = choice.threshold;
 
     let mut submission = String::from("id,label\n");
@@ -227,6 +228,17 @@ pub fn score_pipeline(
 
 /// The closing summary of `just all`: validation metrics, the test score, time per stage and
 /// where the report and plots are.
+/// `  ECE x (y before temperature scaling)`, where the report has it.
+fn ece_text(m: &evaluate::Report) -> String {
+    let Some(c) = &m.calibration else {
+        return String::new();
+    };
+    match &m.calibration_before_scaling {
+        Some(before) => format!("  ECE {:.4} ({:.4} unscaled)", c.ece, before.ece),
+        None => format!("  ECE {:.4}", c.ece),
+    }
+}
+
 pub fn summary(pipeline: &Pipeline) -> Result<String, SubmitError> {
     let evaluate_dir = pipeline.stage_dir(evaluate::STAGE);
     let metrics: evaluate::ModelMetrics = read_json(&evaluate_dir.join(evaluate::METRICS_FILE))?;
@@ -235,14 +247,15 @@ pub fn summary(pipeline: &Pipeline) -> Result<String, SubmitError> {
     let _ = writeln!(out, "pipeline '{}': summary", pipeline.name);
     let _ = writeln!(
         out,
-        "  validation ({}, {} candidates, threshold {:.4}): accuracy {:.4}  F1 {:.4}  ROC AUC {:.4}  FNR@FPR=1e-2 {:.4}",
+        "  validation ({}, {} candidates, threshold {:.4}): accuracy {:.4}  F1 {:.4}  ROC AUC {:.4}  FNR@FPR=1e-2 {:.4}{}",
         metrics.evaluated,
         m.candidates,
         m.threshold,
         m.accuracy,
         m.f1,
         m.roc_auc,
-        m.fnr_at_fpr_1e_2
+        m.fnr_at_fpr_1e_2,
+        ece_text(m)
     );
     for split in evaluate::other_labelled_splits(pipeline) {
         let path = evaluate::out_dir(pipeline, Some(&split)).join(evaluate::METRICS_FILE);
@@ -265,7 +278,7 @@ pub fn summary(pipeline: &Pipeline) -> Result<String, SubmitError> {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {split} ({} candidates: {} real, {} bogus): accuracy {:.4}  F1 {:.4}  ROC AUC {:.4}  recall {:.4}{bright}  FPR {:.4}",
+            "  {split} ({} candidates: {} real, {} bogus): accuracy {:.4}  F1 {:.4}  ROC AUC {:.4}  recall {:.4}{bright}  FPR {:.4}{}",
             m.candidates,
             c.true_positive + c.false_negative,
             c.true_negative + c.false_positive,
@@ -273,7 +286,8 @@ pub fn summary(pipeline: &Pipeline) -> Result<String, SubmitError> {
             m.f1,
             m.roc_auc,
             m.recall,
-            c.false_positive_rate()
+            c.false_positive_rate(),
+            ece_text(m)
         );
         if let Some(kinds) = &m.kinds {
             let rows: Vec<String> = kinds
