@@ -38,8 +38,9 @@ pub fn dispatch<T: BackendTask>(task: T) -> T::Output {
         }
     }
     tracing::info!(
-        "backend: CPU (flex, {} threads)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "backend: CPU (flex, {} threads; convolution kernels for {})",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        crate::kernels::InstructionSet::best().name()
     );
     task.run::<CpuAutodiff>(Default::default(), "cpu")
 }

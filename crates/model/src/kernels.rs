@@ -10,9 +10,10 @@
 //! activation commute with the max, so pooling first gives the same result on a quarter of
 //! the values.
 //!
-//! The inner loop is a register tile of 4 pixels x 16 output channels. On x86-64 CPUs with
-//! AVX2 and FMA (checked at run time) it is compiled for those instructions; elsewhere for
-//! the baseline instruction set.
+//! The inner loop is a register tile of 4 pixels x 16 output channels. The same generic code
+//! is compiled for each instruction set ([`InstructionSet`]) and the widest this CPU runs is
+//! chosen at run time: AVX-512 (one 16-lane vector per pixel, 32 registers), AVX2 + FMA (two
+//! 8-lane vectors), or the baseline.
 
 use rayon::prelude::*;
 
@@ -57,7 +58,7 @@ impl ConvBlock {
     }
 }
 
-/// Output channels per register tile: two AVX vectors.
+/// Output channels per register tile: one AVX-512 vector, two AVX2 vectors.
 const LANES: usize = 16;
 /// Pixels per register tile: one pooling window.
 const PIXELS: usize = 4;
@@ -288,20 +289,95 @@ trait Kernel {
     fn run<M: MulAdd>(self);
 }
 
-/// Run `kernel` compiled for AVX2 and FMA where this x86-64 CPU has them (checked at run
-/// time), else for the baseline instruction set.
-fn dispatch(kernel: impl Kernel) {
+/// An instruction set the kernels are compiled for. Only [`InstructionSet::available`] makes
+/// one, after checking that this CPU runs it, so [`dispatch`] may rely on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstructionSet(Isa);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Baseline,
+    /// AVX2 + FMA: the 16-lane tile is two 8-lane vectors.
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: this CPU has AVX2 and FMA, checked just above.
-        return unsafe { run_avx2_fma(kernel) };
+    Avx2Fma,
+    /// AVX-512 (F, VL) + FMA: the 16-lane tile is one vector, with 32 vector registers.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl InstructionSet {
+    /// Every instruction set this CPU runs, the baseline first and the widest last.
+    pub fn available() -> Vec<InstructionSet> {
+        let mut sets = vec![InstructionSet(Isa::Baseline)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                sets.push(InstructionSet(Isa::Avx2Fma));
+                if has!("avx512f") && has!("avx512vl") {
+                    sets.push(InstructionSet(Isa::Avx512));
+                }
+            }
+        }
+        sets
     }
-    kernel.run::<Baseline>()
+
+    /// The widest instruction set this CPU runs (detected once), or the one the environment
+    /// variable `HITS_KERNELS` names (`baseline`, `avx2+fma`, `avx512`), to compare them.
+    pub fn best() -> InstructionSet {
+        static BEST: std::sync::OnceLock<InstructionSet> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let available = Self::available();
+            let widest = *available.last().expect("the baseline is always there");
+            match std::env::var("HITS_KERNELS") {
+                Ok(name) => available
+                    .into_iter()
+                    .find(|set| set.name() == name)
+                    .unwrap_or_else(|| {
+                        tracing::warn!(
+                            "HITS_KERNELS={name}: not an instruction set this CPU runs; using {}",
+                            widest.name()
+                        );
+                        widest
+                    }),
+                Err(_) => widest,
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Isa::Baseline => "baseline",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => "avx2+fma",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// Run `kernel` compiled for `isa`: the same generic code, compiled once per instruction set.
+fn dispatch(isa: InstructionSet, kernel: impl Kernel) {
+    match isa.0 {
+        Isa::Baseline => kernel.run::<Baseline>(),
+        // SAFETY: an `InstructionSet` exists only for instruction sets this CPU runs.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { run_avx2_fma(kernel) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { run_avx512(kernel) },
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn run_avx2_fma(kernel: impl Kernel) {
+    kernel.run::<Fused>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+fn run_avx512(kernel: impl Kernel) {
     kernel.run::<Fused>()
 }
 
@@ -331,6 +407,27 @@ pub fn conv_block(
     spec: &ConvBlock,
     keep_argmax: bool,
 ) -> (Vec<f32>, Option<Vec<u8>>) {
+    conv_block_on(
+        InstructionSet::best(),
+        input,
+        dims,
+        weight,
+        bias,
+        spec,
+        keep_argmax,
+    )
+}
+
+/// [`conv_block`] compiled for `isa`.
+fn conv_block_on(
+    isa: InstructionSet,
+    input: &[f32],
+    dims: [usize; 4],
+    weight: &[f32],
+    bias: &[f32],
+    spec: &ConvBlock,
+    keep_argmax: bool,
+) -> (Vec<f32>, Option<Vec<u8>>) {
     let g = Geometry::new(dims, weight.len(), *spec);
     assert_eq!(bias.len(), g.c_out, "bias length");
     let packed = pack_weight(weight, &g);
@@ -346,6 +443,7 @@ pub fn conv_block(
         return (output, keep_argmax.then(Vec::new));
     }
     let worker = Forward {
+        isa,
         g: &g,
         packed: &packed,
         bias: &bias_blocks,
@@ -370,6 +468,7 @@ pub fn conv_block(
 
 /// The forward pass of one candidate at a time.
 struct Forward<'a> {
+    isa: InstructionSet,
     g: &'a Geometry,
     packed: &'a [[f32; LANES]],
     bias: &'a [[f32; LANES]],
@@ -379,12 +478,15 @@ impl Forward<'_> {
     /// `padded` is scratch of `padded_len` values whose border stays zero between calls.
     fn run(&self, input: &[f32], padded: &mut [f32], output: &mut [f32], argmax: &mut [u8]) {
         self.g.fill_padded(input, padded);
-        dispatch(ForwardCandidate {
-            worker: self,
-            padded,
-            output,
-            argmax,
-        });
+        dispatch(
+            self.isa,
+            ForwardCandidate {
+                worker: self,
+                padded,
+                output,
+                argmax,
+            },
+        );
     }
 
     #[inline(always)]
@@ -517,6 +619,42 @@ pub fn conv_block_backward(
     spec: &ConvBlock,
     input_grad: bool,
 ) -> ConvBlockGrads {
+    let pass = BackwardPass {
+        input,
+        dims,
+        weight,
+        output,
+        argmax,
+        output_grad,
+    };
+    conv_block_backward_on(InstructionSet::best(), &pass, spec, input_grad)
+}
+
+/// The inputs of [`conv_block_backward`].
+struct BackwardPass<'a> {
+    input: &'a [f32],
+    dims: [usize; 4],
+    weight: &'a [f32],
+    output: &'a [f32],
+    argmax: Option<&'a [u8]>,
+    output_grad: &'a [f32],
+}
+
+/// [`conv_block_backward`] compiled for `isa`.
+fn conv_block_backward_on(
+    isa: InstructionSet,
+    pass: &BackwardPass,
+    spec: &ConvBlock,
+    input_grad: bool,
+) -> ConvBlockGrads {
+    let BackwardPass {
+        input,
+        dims,
+        weight,
+        output,
+        argmax,
+        output_grad,
+    } = *pass;
     let g = Geometry::new(dims, weight.len(), *spec);
     assert_eq!(
         argmax.is_some(),
@@ -538,6 +676,7 @@ pub fn conv_block_backward(
     }
     let (n, in_len, out_len) = (dims[0], g.input_len(), g.output_len());
     let worker = Backward {
+        isa,
         g: &g,
         input,
         weight: &by_tap,
@@ -650,6 +789,7 @@ impl Sums {
 
 /// The backward pass of one candidate at a time.
 struct Backward<'a> {
+    isa: InstructionSet,
     g: &'a Geometry,
     input: &'a [f32],
     /// `(C_out, taps)` in tap order; empty for the GEMM form.
@@ -665,11 +805,14 @@ impl Backward<'_> {
         let input = &self.input[candidate * in_len..][..in_len];
         self.g.fill_padded(input, &mut sums.padded);
         sums.padded_grad.fill(0.0);
-        dispatch(BackwardCandidate {
-            worker: self,
-            at: candidate * out_len..(candidate + 1) * out_len,
-            sums,
-        });
+        dispatch(
+            self.isa,
+            BackwardCandidate {
+                worker: self,
+                at: candidate * out_len..(candidate + 1) * out_len,
+                sums,
+            },
+        );
         if let Some(input_grad) = input_grad {
             self.g.unpad(&sums.padded_grad, input_grad);
         }
@@ -734,7 +877,15 @@ impl Backward<'_> {
             slope: 1.0, // no activation
         };
         let dims = [n, map_h, map_w, c_out];
-        let (grad, _) = conv_block(&maps, dims, &flipped, &vec![0.0; c_in], &transposed, false);
+        let (grad, _) = conv_block_on(
+            self.isa,
+            &maps,
+            dims,
+            &flipped,
+            &vec![0.0; c_in],
+            &transposed,
+            false,
+        );
         match g.spec.layout {
             Layout::ChannelsLast => grad,
             Layout::ChannelsFirst => {
@@ -969,6 +1120,87 @@ mod tests {
         // ReLU: weight gradients by `axpy`; leaky ReLU: by GEMM.
         for slope in [0.0, 0.01] {
             gradients_do_not_depend_on_the_threads(slope);
+        }
+    }
+
+    /// Every instruction set this CPU runs computes the same blocks: the FMA-compiled ones
+    /// bit for bit (each lane does the same operations in the same order, whatever the vector
+    /// width), the baseline (separate multiply and add) within rounding. burn's convolution
+    /// checks the widest of them (`channels_last` tests).
+    #[test]
+    fn every_instruction_set_computes_the_same_blocks() {
+        let sets = InstructionSet::available();
+        let names: Vec<&str> = sets.iter().map(|s| s.name()).collect();
+        // Which paths ran is part of the result: say so, and which this CPU cannot run.
+        eprintln!("instruction sets tested on this CPU: {names:?}");
+        if !names.contains(&"avx512") {
+            eprintln!("skipped: avx512 (this CPU lacks AVX-512F/VL)");
+        }
+        let wave = |len: usize, k: f32| (0..len).map(|i| (i as f32 * k).sin()).collect::<Vec<_>>();
+        for (layout, pool, slope, c_in, c_out) in [
+            (Layout::ChannelsFirst, true, 0.0, 4, 32),
+            (Layout::ChannelsLast, true, 0.01, 8, 17),
+            (Layout::ChannelsLast, false, 0.0, 5, 16),
+            (Layout::ChannelsLast, false, 0.01, 16, 33),
+        ] {
+            let spec = ConvBlock {
+                layout,
+                kernel: [3, 3],
+                padding: [(1, 1), (1, 1)],
+                pool,
+                slope,
+            };
+            let dims = [6, 9, 9, c_in];
+            let input = wave(6 * 81 * c_in, 0.37);
+            let weight = wave(c_out * c_in * 9, 0.91);
+            let bias = wave(c_out, 0.5);
+            let run = |isa| {
+                let (output, argmax) =
+                    conv_block_on(isa, &input, dims, &weight, &bias, &spec, true);
+                let output_grad = wave(output.len(), 0.13);
+                let pass = BackwardPass {
+                    input: &input,
+                    dims,
+                    weight: &weight,
+                    output: &output,
+                    argmax: argmax.as_deref(),
+                    output_grad: &output_grad,
+                };
+                let g = conv_block_backward_on(isa, &pass, &spec, true);
+                [output, g.input.unwrap(), g.weight, g.bias]
+            };
+            let baseline = run(sets[0]);
+            let mut fused: Option<[Vec<f32>; 4]> = None;
+            for &isa in &sets[1..] {
+                let got = run(isa);
+                for (name, (a, b)) in ["output", "input grad", "weight grad", "bias grad"]
+                    .iter()
+                    .zip(got.iter().zip(&baseline))
+                {
+                    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    let worst = a
+                        .iter()
+                        .zip(b)
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0.0, f32::max);
+                    assert!(
+                        worst <= 1e-4 * scale,
+                        "{} {name} off the baseline by {worst} (scale {scale}), {spec:?}",
+                        isa.name()
+                    );
+                }
+                match &fused {
+                    Some(first) => assert!(
+                        first
+                            .iter()
+                            .zip(&got)
+                            .all(|(a, b)| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())),
+                        "{} differs from another FMA path, {spec:?}",
+                        isa.name()
+                    ),
+                    None => fused = Some(got),
+                }
+            }
         }
     }
 
