@@ -245,6 +245,20 @@ pub struct DataConfig {
     pub files: ChannelFiles,
     /// The splits to ingest, by name (`train` is what `train` learns from).
     pub splits: BTreeMap<String, SplitConfig>,
+    /// What `ingest` does with a candidate whose four stamps repeat an earlier one's.
+    pub duplicates: DuplicatePolicy,
+}
+
+/// What `ingest` does with duplicate candidates (identical stamps in all four channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicatePolicy {
+    /// Refuse the split, naming both rows (the default: a duplicate usually means a broken
+    /// export).
+    Refuse,
+    /// Keep the first, drop the others, and list every dropped id with its twin in the ingest
+    /// report and on stderr (real surveys do carry a few identical stamps upstream).
+    Drop,
 }
 
 impl Default for DataConfig {
@@ -262,6 +276,7 @@ impl Default for DataConfig {
                 ("train".to_string(), split("data/sim/train", true)),
                 ("test".to_string(), split("data/sim/test", false)),
             ]),
+            duplicates: DuplicatePolicy::Refuse,
         }
     }
 }

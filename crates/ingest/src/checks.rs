@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use hits_core::config::DuplicatePolicy;
 use hits_core::{Channel, STAMP_PIXELS};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::IngestError;
 
@@ -122,15 +124,17 @@ impl StampRegistry {
     }
 
     /// Register a chunk's candidates (`channels` row-major, `ids.len()` rows each); `id_at`
-    /// gives the id of an earlier row for the error message.
+    /// gives the id of an earlier row. A duplicate is refused, or with [`DuplicatePolicy::Drop`]
+    /// returned (in row order) for the caller to drop; the first of identical candidates stays.
     pub fn add(
         &mut self,
         dir: &Path,
         first_row: usize,
         ids: &[String],
         channels: &[Vec<f32>; 4],
+        policy: DuplicatePolicy,
         id_at: impl Fn(usize) -> String,
-    ) -> Result<(), IngestError> {
+    ) -> Result<Vec<DroppedDuplicate>, IngestError> {
         // Digests in parallel, then checked in row order so the first duplicate is reported.
         let digests: Vec<u128> = (0..ids.len())
             .into_par_iter()
@@ -144,10 +148,20 @@ impl StampRegistry {
                 digest(bytes)
             })
             .collect();
+        let mut dropped = Vec::new();
         for ((i, id), stamp_digest) in ids.iter().enumerate().zip(digests) {
             let row = first_row + i;
-            if let Some(earlier) = self.first_row.insert(stamp_digest, row as u32) {
+            if let Some(&earlier) = self.first_row.get(&stamp_digest) {
                 let earlier = earlier as usize;
+                if policy == DuplicatePolicy::Drop {
+                    dropped.push(DroppedDuplicate {
+                        row: row + 1,
+                        id: id.clone(),
+                        twin_row: earlier + 1,
+                        twin_id: id_at(earlier),
+                    });
+                    continue;
+                }
                 return Err(IngestError::file(
                     dir,
                     format!(
@@ -158,9 +172,21 @@ impl StampRegistry {
                     ),
                 ));
             }
+            self.first_row.insert(stamp_digest, row as u32);
         }
-        Ok(())
+        Ok(dropped)
     }
+}
+
+/// A candidate `ingest` dropped because its four stamps repeat an earlier candidate's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedDuplicate {
+    /// Data row (from 1) and id of the dropped candidate ...
+    pub row: usize,
+    pub id: String,
+    /// ... and of the earlier one it repeats, which is kept.
+    pub twin_row: usize,
+    pub twin_id: String,
 }
 
 /// The labels of a split, handed out candidate by candidate; every candidate needs exactly one.

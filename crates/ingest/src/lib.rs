@@ -39,6 +39,7 @@ use crate::csv::{
     Chunk, ChunkedCsv, Columns, field_at, id_column, label_column, pixel_column, read_frame,
 };
 use crate::report::StatsAccumulator;
+pub use checks::DroppedDuplicate;
 
 pub const STAGE: &str = "ingest";
 
@@ -46,7 +47,8 @@ pub const STAGE: &str = "ingest";
 /// becomes one record batch.
 pub const CHUNK_ROWS: usize = BATCH_ROWS;
 
-/// Validated candidates `first_row..first_row + ids.len()` of a split, in file order.
+/// Validated candidates of a split from data row `first_row` (from 0) on, in file order:
+/// rows `first_row..first_row + ids.len()`, less any duplicates dropped.
 #[derive(Debug, Clone, Default)]
 pub struct SplitChunk {
     pub first_row: usize,
@@ -68,6 +70,8 @@ pub struct SplitScan {
     pub channel_stats: [ChannelStats; 4],
     /// The files read, channel files first, with their digests (taken while reading them).
     pub files: Vec<FileDigest>,
+    /// Duplicate candidates dropped (`[data] duplicates = "drop"`), in row order.
+    pub dropped: Vec<DroppedDuplicate>,
 }
 
 /// Read and validate split `name` chunk by chunk (`chunk_rows` candidates of each channel
@@ -116,7 +120,9 @@ pub fn scan_split(
     let mut stamps_seen = StampRegistry::new();
     let mut stats: [StatsAccumulator; 4] = Default::default();
     let mut label_counts = [0usize; 2];
+    // Rows read from the files, and duplicates dropped from them.
     let mut rows = 0;
+    let mut dropped = Vec::new();
     loop {
         // The four files' next chunks are parsed (and their statistics taken) in parallel;
         // checks across files then run in channel order.
@@ -179,21 +185,36 @@ pub fn scan_split(
             Layout::IdHeader => field_at(template, columns[0].has_header, row, 0),
             Layout::Plain => row.to_string(),
         };
-        stamps_seen.add(&split.dir, rows, &chunk.ids, &chunk.channels, id_at)?;
+        let duplicates = stamps_seen.add(
+            &split.dir,
+            rows,
+            &chunk.ids,
+            &chunk.channels,
+            data.duplicates,
+            id_at,
+        )?;
         if let Some((labels_path, labels)) = &mut labels {
+            // Every row takes its label, a dropped duplicate's too, so each label is used once.
             let chunk_labels = chunk
                 .ids
                 .iter()
                 .enumerate()
                 .map(|(i, id)| labels.take(labels_path, id, rows + i, template))
                 .collect::<Result<Vec<u8>, _>>()?;
-            for &l in &chunk_labels {
-                label_counts[usize::from(l)] += 1;
-            }
             chunk.labels = Some(chunk_labels);
         }
-        rows += chunk.ids.len();
-        sink(chunk)?;
+        let chunk_rows = chunk.ids.len();
+        if !duplicates.is_empty() {
+            drop_rows(&mut chunk, duplicates.iter().map(|d| d.row - 1 - rows));
+        }
+        for &l in chunk.labels.iter().flatten() {
+            label_counts[usize::from(l)] += 1;
+        }
+        dropped.extend(duplicates);
+        rows += chunk_rows;
+        if !chunk.ids.is_empty() {
+            sink(chunk)?;
+        }
     }
     let mut files: Vec<FileDigest> = readers.iter().map(ChunkedCsv::digest).collect();
     let label_counts = match labels {
@@ -207,11 +228,41 @@ pub fn scan_split(
     };
     Ok(SplitScan {
         name: name.to_string(),
-        rows,
+        rows: rows - dropped.len(),
+        dropped,
         label_counts,
         channel_stats: std::array::from_fn(|c| stats[c].finish(channel_paths[c].clone())),
         files,
     })
+}
+
+/// Remove the rows at `indices` (increasing, within the chunk) from `chunk`.
+fn drop_rows(chunk: &mut SplitChunk, indices: impl Iterator<Item = usize>) {
+    let mut keep = vec![true; chunk.ids.len()];
+    for i in indices {
+        keep[i] = false;
+    }
+    let mut row = 0;
+    chunk.ids.retain(|_| {
+        row += 1;
+        keep[row - 1]
+    });
+    if let Some(labels) = &mut chunk.labels {
+        let mut row = 0;
+        labels.retain(|_| {
+            row += 1;
+            keep[row - 1]
+        });
+    }
+    for pixels in &mut chunk.channels {
+        let kept: Vec<f32> = pixels
+            .chunks_exact(STAMP_PIXELS)
+            .zip(&keep)
+            .filter(|(_, keep)| **keep)
+            .flat_map(|(stamp, _)| stamp.iter().copied())
+            .collect();
+        *pixels = kept;
+    }
 }
 
 /// One channel file's part of a chunk: ids and row-major pixels.
@@ -335,6 +386,7 @@ pub fn report(scan: &SplitScan, seconds: f64) -> SplitReport {
             .map(|c| (c.name().to_string(), scan.channel_stats[c.index()].clone()))
             .collect(),
         checks: CHECKS.iter().map(|s| s.to_string()).collect(),
+        dropped_duplicates: scan.dropped.clone(),
         seconds,
     }
 }

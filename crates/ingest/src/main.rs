@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use hits_core::Pipeline;
+use hits_core::config::DuplicatePolicy;
 
 /// Read and validate the candidate CSVs of every split, write Arrow IPC and reports.
 #[derive(Parser)]
@@ -14,6 +15,16 @@ struct Args {
     /// Run even when the inputs and settings are unchanged since the last run.
     #[arg(long)]
     force: bool,
+    /// Duplicate candidates (identical stamps in all four channels): refuse the split, or keep
+    /// the first and drop the others, listing them (default: the pipeline's `[data] duplicates`).
+    #[arg(long, value_enum)]
+    duplicates: Option<Duplicates>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Duplicates {
+    Refuse,
+    Drop,
 }
 
 fn main() -> std::process::ExitCode {
@@ -22,7 +33,13 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let pipeline = Pipeline::load(&args.pipeline)?;
+    let mut pipeline = Pipeline::load(&args.pipeline)?;
+    if let Some(duplicates) = args.duplicates {
+        pipeline.data.duplicates = match duplicates {
+            Duplicates::Refuse => DuplicatePolicy::Refuse,
+            Duplicates::Drop => DuplicatePolicy::Drop,
+        };
+    }
     let dir = pipeline.stage_dir(ingest::STAGE);
     let inputs = ingest::input_files(&pipeline);
     if hits_core::stage::skip_if_up_to_date(&pipeline, ingest::STAGE, &dir, &inputs, args.force) {
@@ -33,8 +50,18 @@ fn run() -> Result<()> {
             Some(counts) => format!(", {} real / {} bogus", counts["real"], counts["bogus"]),
             None => ", unlabelled".to_string(),
         };
+        for d in &report.dropped_duplicates {
+            eprintln!(
+                "ingest {}: dropped duplicate candidate '{}' (row {}): identical to '{}' (row {}), which is kept",
+                report.split, d.id, d.row, d.twin_id, d.twin_row
+            );
+        }
+        let dropped = match report.dropped_duplicates.len() {
+            0 => String::new(),
+            n => format!(", {n} duplicates dropped"),
+        };
         println!(
-            "ingest {}: {} candidates{balance} ({:.2} s)",
+            "ingest {}: {} candidates{balance}{dropped} ({:.2} s)",
             report.split, report.rows, report.seconds
         );
     }

@@ -87,5 +87,8 @@ pub struct SplitReport {
     pub label_counts: Option<BTreeMap<String, usize>>,
     pub channels: BTreeMap<String, ChannelStats>,
     pub checks: Vec<String>,
+    /// Candidates dropped as duplicates (`[data] duplicates = "drop"`), with their twins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_duplicates: Vec<crate::DroppedDuplicate>,
     pub seconds: f64,
 }

@@ -321,6 +321,65 @@ fn duplicate_stamps() {
     read(dir.path(), Layout::IdHeader).unwrap();
 }
 
+/// With `duplicates = "drop"`, the first of identical candidates stays and the others are
+/// dropped with their labels, listed with their twins; across chunk boundaries too.
+#[test]
+fn duplicate_stamps_can_be_dropped() {
+    let dir = fixture(6, Layout::IdHeader);
+    // Candidates 3 and 5 become copies of candidate 1 in all four channels.
+    for file in CHANNEL_FILES {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        let pixels = lines[2].split_once(',').unwrap().1.to_string();
+        lines[4] = format!("cand-3,{pixels}");
+        lines[6] = format!("cand-5,{pixels}");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+    let data = DataConfig {
+        duplicates: hits_core::config::DuplicatePolicy::Drop,
+        ..data_config(Layout::IdHeader)
+    };
+    let split = SplitConfig {
+        dir: dir.path().to_path_buf(),
+        labelled: true,
+    };
+    for chunk_rows in [1, 2, 4096] {
+        let mut kept = Vec::new();
+        let scan = ingest::scan_split(&data, "train", &split, chunk_rows, |chunk| {
+            assert_eq!(chunk.labels.as_ref().unwrap().len(), chunk.ids.len());
+            for pixels in &chunk.channels {
+                assert_eq!(pixels.len(), chunk.ids.len() * STAMP_PIXELS);
+            }
+            kept.extend(chunk.ids);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            kept,
+            ["cand-0", "cand-1", "cand-2", "cand-4"],
+            "chunks of {chunk_rows}"
+        );
+        assert_eq!(scan.rows, 4);
+        // Labels 0, 1, 0, 1, 0, 1: the dropped cand-3 and cand-5 were real.
+        assert_eq!(scan.label_counts, Some([3, 1]));
+        let dropped: Vec<(usize, &str, usize, &str)> = scan
+            .dropped
+            .iter()
+            .map(|d| (d.row, d.id.as_str(), d.twin_row, d.twin_id.as_str()))
+            .collect();
+        assert_eq!(
+            dropped,
+            [(4, "cand-3", 2, "cand-1"), (6, "cand-5", 2, "cand-1")]
+        );
+    }
+    // The default still refuses them.
+    assert_error(
+        read(dir.path(), Layout::IdHeader),
+        &["duplicate candidate", "rows 2 and 4"],
+    );
+}
+
 #[test]
 fn labels_outside_zero_one() {
     for bad in ["2", "-1", "1.0", "real"] {
