@@ -42,6 +42,10 @@ pub struct ModelMetadata {
     pub training_features_hash: String,
     /// P(real) at or above which a candidate is called real (0.5 until `evaluate` picks one).
     pub threshold: f64,
+    /// Where `evaluate` fitted one: P(real) is the model's with its log-odds divided by this
+    /// temperature, before the threshold applies.
+    #[serde(default)]
+    pub temperature: Option<f64>,
 }
 
 impl ModelMetadata {
@@ -59,6 +63,7 @@ impl ModelMetadata {
             input,
             training_features_hash: features_hash.to_string(),
             threshold: 0.5,
+            temperature: None,
         }
     }
 

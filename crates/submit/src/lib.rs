@@ -61,6 +61,7 @@ pub fn run(pipeline: &Pipeline, split: &str) -> Result<Submission, SubmitError> 
     let (model_p_real, mut metadata) = evaluate::predict(&train_dir, &set)?;
     let p_real = choice.calibrated(&model_p_real);
     metadata.threshold = choice.threshold;
+    metadata.temperature = choice.temperature;
 
     let mut submission = String::from("id,label\n");
     let mut predictions = String::from("id,p_real,label\n");
