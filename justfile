@@ -63,6 +63,12 @@ evaluate name="default" *flags="": (train name)
 submit name="default" *flags="": (evaluate name)
     {{bin}}/submit predict --pipeline pipelines/{{name}}.toml {{flags}}
 
+# MODEL is a pipeline's artifacts directory (its train/ and evaluate/), e.g. artifacts/seed;
+# flags: --layout id-header|plain, --duplicates drop, --out DIR.
+[doc("Score every candidate of a directory of channel CSVs (either layout; with labels.csv also the metrics) with a trained model.")]
+predict input model="artifacts" *flags="": build
+    {{bin}}/predict {{input}} --model {{model}} {{flags}}
+
 [doc("Accuracy and F1 of the submission against an answer key (id,label) -> artifacts/submit/score.json.")]
 score name="default" answers="data/sim/test_labels.csv": (submit name)
     {{bin}}/submit score --pipeline pipelines/{{name}}.toml --answers {{answers}}

@@ -15,4 +15,9 @@ pub enum SubmitError {
     /// A submission or answer key whose candidates do not match the other's.
     #[error("{path}: {message}")]
     Answers { path: PathBuf, message: String },
+    /// An input directory or model that cannot be scored (layout, normalisation).
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
 }

@@ -5,6 +5,7 @@
 //! answer key (`id,label`) as the course assistant scored the reference; [`summary`] is the
 //! closing summary of `just all`.
 
+pub mod directory;
 mod error;
 
 use std::collections::HashMap;

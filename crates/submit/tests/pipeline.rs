@@ -199,3 +199,139 @@ fn the_binary_refuses_a_model_trained_on_other_features() {
         .collect();
     assert!(before == after, "earlier submit artifacts changed");
 }
+
+/// One candidate row: `cells` values of a wave unique to (candidate, channel).
+fn csv_row(candidate: usize, channel: usize) -> Vec<String> {
+    (0..441)
+        .map(|p| {
+            format!(
+                "{:.4}",
+                ((candidate * 7 + channel * 3 + p) as f32 * 0.37).sin()
+            )
+        })
+        .collect()
+}
+
+/// `predict DIR`: a directory it has never seen, in both layouts, with and without labels,
+/// gives the same P(real) per candidate; bad input is one line, exit non-zero, nothing written.
+#[test]
+fn predict_scores_a_new_directory_in_either_layout() {
+    let root = tempfile::tempdir().unwrap();
+    let mut pipeline = Pipeline {
+        artifacts: root.path().join("artifacts"),
+        ..Pipeline::default()
+    };
+    pipeline.model.kind = ModelKind::SeedCnn;
+    pipeline.train.epochs = 2;
+    pipeline.train.batch_size = 16;
+    write_features(&pipeline, &[("train", 60, true)]);
+    train::run(&pipeline, false).unwrap();
+    evaluate::run(&pipeline, None).unwrap();
+
+    let channels = ["template", "science", "difference", "snr_difference"];
+    let n = 7;
+    let (with_ids, plain) = (
+        root.path().join("night-ids"),
+        root.path().join("night-plain"),
+    );
+    for dir in [&with_ids, &plain] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    for (c, name) in channels.iter().enumerate() {
+        let header: Vec<String> = (0..441).map(|p| format!("p{p}")).collect();
+        let mut a = format!("id,{}\n", header.join(","));
+        let mut b = String::new();
+        for i in 0..n {
+            let row = csv_row(i, c).join(",");
+            a += &format!("cand-{i},{row}\n");
+            b += &format!("{row}\n");
+        }
+        std::fs::write(with_ids.join(format!("{name}.csv")), a).unwrap();
+        std::fs::write(plain.join(format!("{name}.csv")), b).unwrap();
+    }
+    let labels: String = (0..n).map(|i| format!("{}\n", i % 2)).collect();
+    std::fs::write(plain.join("labels.csv"), labels).unwrap();
+
+    let predict = |dir: &Path, out: &Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_predict"))
+            .arg(dir)
+            .arg("--model")
+            .arg(&pipeline.artifacts)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+    let p_real = |out: &Path| -> Vec<String> {
+        std::fs::read_to_string(out.join("predictions.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap().to_string())
+            .collect()
+    };
+    let (out_ids, out_plain) = (root.path().join("out-ids"), root.path().join("out-plain"));
+    let (ok, text) = predict(&with_ids, &out_ids);
+    assert!(
+        ok && text.contains("7 candidates (IdHeader layout)"),
+        "{text}"
+    );
+    assert!(
+        !out_ids.join("metrics.json").exists(),
+        "no labels, no metrics"
+    );
+    let (ok, text) = predict(&plain, &out_plain);
+    assert!(
+        ok && text.contains("(Plain layout)") && text.contains("labels.csv: accuracy"),
+        "{text}"
+    );
+    assert!(out_plain.join("metrics.json").exists() && out_plain.join("p_real.png").exists());
+    assert_eq!(p_real(&out_ids), p_real(&out_plain));
+    let ids: Vec<String> = std::fs::read_to_string(out_ids.join("predictions.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, (0..n).map(|i| format!("cand-{i}")).collect::<Vec<_>>());
+
+    // A ragged row: refused in one line naming the file and row; nothing written.
+    let broken = root.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for name in channels {
+        std::fs::copy(
+            with_ids.join(format!("{name}.csv")),
+            broken.join(format!("{name}.csv")),
+        )
+        .unwrap();
+    }
+    let science = broken.join("science.csv");
+    let text = std::fs::read_to_string(&science).unwrap();
+    let cut: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 3 {
+                l.rsplit_once(',').unwrap().0.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&science, cut.join("\n") + "\n").unwrap();
+    let out_broken = root.path().join("out-broken");
+    let (ok, text) = predict(&broken, &out_broken);
+    assert!(!ok, "{text}");
+    let error = text
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("science.csv") && error.contains("row 3"),
+        "{text}"
+    );
+    assert!(!out_broken.join("predictions.csv").exists());
+}

@@ -1,0 +1,98 @@
+//! `predict INPUT [--model DIR]`: score a directory of candidate CSVs with a trained model.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, ValueEnum};
+use hits_core::config::{DuplicatePolicy, Layout};
+use submit::directory::{DirectoryJob, predict_directory};
+
+/// Score every candidate of a directory (template/science/difference/snr_difference.csv, in
+/// either layout; with labels.csv also the metrics) with a trained model at its threshold.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// The directory of channel CSVs.
+    input: PathBuf,
+    /// The artifacts directory of the model's pipeline (its train/ and evaluate/).
+    #[arg(long, default_value = "artifacts")]
+    model: PathBuf,
+    /// The CSV layout (default: detected from template.csv).
+    #[arg(long, value_enum)]
+    layout: Option<LayoutArg>,
+    /// Duplicate candidates: refuse the directory, or keep the first and drop the others.
+    #[arg(long, value_enum, default_value = "refuse")]
+    duplicates: DuplicatesArg,
+    /// Output directory (default: <model>/predict/<input directory name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    IdHeader,
+    Plain,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DuplicatesArg {
+    Refuse,
+    Drop,
+}
+
+fn main() -> std::process::ExitCode {
+    hits_core::run_main(run)
+}
+
+fn run() -> Result<()> {
+    let args = Args::parse();
+    let name = args
+        .input
+        .file_name()
+        .map_or_else(|| "input".into(), |n| n.to_string_lossy().into_owned());
+    let job = DirectoryJob {
+        out_dir: args
+            .out
+            .unwrap_or_else(|| args.model.join("predict").join(name)),
+        model_dir: args.model.join("train"),
+        evaluate_dir: args.model.join("evaluate"),
+        layout: args.layout.map(|l| match l {
+            LayoutArg::IdHeader => Layout::IdHeader,
+            LayoutArg::Plain => Layout::Plain,
+        }),
+        duplicates: match args.duplicates {
+            DuplicatesArg::Refuse => DuplicatePolicy::Refuse,
+            DuplicatesArg::Drop => DuplicatePolicy::Drop,
+        },
+        input: args.input,
+    };
+    let summary = predict_directory(&job)?;
+    println!(
+        "predict {}: {} candidates ({:?} layout), {} called real at threshold {:.4}{}",
+        summary.input.display(),
+        summary.candidates,
+        summary.layout,
+        summary.called_real,
+        summary.threshold,
+        match summary.dropped_duplicates {
+            0 => String::new(),
+            n => format!(", {n} duplicates dropped"),
+        }
+    );
+    if let Some(m) = &summary.metrics {
+        println!(
+            "  labels.csv: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  ROC AUC {:.4}",
+            m.accuracy, m.precision, m.recall, m.f1, m.roc_auc
+        );
+    }
+    println!(
+        "wrote {} (predictions.csv, summary.json, p_real.png{})",
+        job.out_dir.display(),
+        if summary.metrics.is_some() {
+            ", metrics.json and plots"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
