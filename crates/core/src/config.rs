@@ -249,6 +249,32 @@ pub struct DataConfig {
     pub duplicates: DuplicatePolicy,
 }
 
+/// `refuse` or `drop`, as in the pipeline file (command-line flags parse it too).
+impl std::str::FromStr for DuplicatePolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "refuse" => Ok(DuplicatePolicy::Refuse),
+            "drop" => Ok(DuplicatePolicy::Drop),
+            _ => Err(format!("'{text}': expected refuse or drop")),
+        }
+    }
+}
+
+/// `id_header` or `plain`, as in the pipeline file (command-line flags parse it too).
+impl std::str::FromStr for Layout {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "id_header" => Ok(Layout::IdHeader),
+            "plain" => Ok(Layout::Plain),
+            _ => Err(format!("'{text}': expected id_header or plain")),
+        }
+    }
+}
+
 /// What `ingest` does with duplicate candidates (identical stamps in all four channels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -674,6 +700,23 @@ mod tests {
             let err = parse(&format!("[simulate.real_pixels]\n{text}\n")).unwrap_err();
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn flags_parse_as_the_pipeline_file_spells_them() {
+        assert_eq!("drop".parse(), Ok(DuplicatePolicy::Drop));
+        assert_eq!("refuse".parse(), Ok(DuplicatePolicy::Refuse));
+        assert!(
+            "Drop"
+                .parse::<DuplicatePolicy>()
+                .unwrap_err()
+                .contains("refuse or drop")
+        );
+        assert_eq!("id_header".parse(), Ok(Layout::IdHeader));
+        assert_eq!("plain".parse(), Ok(Layout::Plain));
+        assert!("csv".parse::<Layout>().is_err());
+        let p = parse("[data]\nduplicates = \"drop\"\n").unwrap();
+        assert_eq!(p.data.duplicates, DuplicatePolicy::Drop);
     }
 
     #[test]

@@ -84,21 +84,7 @@ pub fn build_split(
             .iter()
             .map(|c| arrow_io::f32_list_values(input, &batch, c.name()))
             .collect::<Result<_, _>>()?;
-        let snr = channels[Channel::SnrDifference.index()];
-        let centre_snr: Vec<f32> = (0..n)
-            .map(|row| snr[row * STAMP_PIXELS + CENTRE_PIXEL])
-            .collect();
-        let mut stamps = vec![0.0f32; n * TENSOR_LEN];
-        stamps
-            .par_chunks_exact_mut(TENSOR_LEN)
-            .enumerate()
-            .for_each(|(row, stamp)| {
-                for (c, pixels) in channels.iter().enumerate() {
-                    stamp[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS]
-                        .copy_from_slice(&pixels[row * STAMP_PIXELS..(row + 1) * STAMP_PIXELS]);
-                }
-                meta.normalisation.apply(stamp);
-            });
+        let (stamps, centre_snr) = stack(&channels, n, &meta.normalisation);
         rows += n;
         let columns: Vec<ArrayRef> = vec![
             batch.column_by_name("id").expect("schema checked").clone(),
@@ -115,6 +101,31 @@ pub fn build_split(
         )?;
     }
     Ok((rows, writer.finish()?))
+}
+
+/// `n` candidates' four channels (`channels` in [`Channel::ALL`] order, row-major stamps)
+/// stacked into (N, 4, 21, 21) and normalised, with each candidate's raw centre SNR.
+pub fn stack(
+    channels: &[&[f32]],
+    n: usize,
+    normalisation: &NormalisationSpec,
+) -> (Vec<f32>, Vec<f32>) {
+    let snr = channels[Channel::SnrDifference.index()];
+    let centre_snr: Vec<f32> = (0..n)
+        .map(|row| snr[row * STAMP_PIXELS + CENTRE_PIXEL])
+        .collect();
+    let mut stamps = vec![0.0f32; n * TENSOR_LEN];
+    stamps
+        .par_chunks_exact_mut(TENSOR_LEN)
+        .enumerate()
+        .for_each(|(row, stamp)| {
+            for (c, pixels) in channels.iter().enumerate() {
+                stamp[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS]
+                    .copy_from_slice(&pixels[row * STAMP_PIXELS..(row + 1) * STAMP_PIXELS]);
+            }
+            normalisation.apply(stamp);
+        });
+    (stamps, centre_snr)
 }
 
 /// One split's line in the stage summary.

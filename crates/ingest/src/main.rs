@@ -17,14 +17,8 @@ struct Args {
     force: bool,
     /// Duplicate candidates (identical stamps in all four channels): refuse the split, or keep
     /// the first and drop the others, listing them (default: the pipeline's `[data] duplicates`).
-    #[arg(long, value_enum)]
-    duplicates: Option<Duplicates>,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Duplicates {
-    Refuse,
-    Drop,
+    #[arg(long, value_name = "refuse|drop")]
+    duplicates: Option<DuplicatePolicy>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,10 +29,7 @@ fn run() -> Result<()> {
     let args = Args::parse();
     let mut pipeline = Pipeline::load(&args.pipeline)?;
     if let Some(duplicates) = args.duplicates {
-        pipeline.data.duplicates = match duplicates {
-            Duplicates::Refuse => DuplicatePolicy::Refuse,
-            Duplicates::Drop => DuplicatePolicy::Drop,
-        };
+        pipeline.data.duplicates = duplicates;
     }
     let dir = pipeline.stage_dir(ingest::STAGE);
     let inputs = ingest::input_files(&pipeline);

@@ -287,18 +287,26 @@ fn duplicate_ids() {
     );
 }
 
+/// In each of `files` (id_header layout), candidates `copies` get the pixels of candidate
+/// `from`, keeping their own ids.
+fn copy_candidate(dir: &Path, files: &[&str], from: usize, copies: &[usize]) {
+    for file in files {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        let pixels = lines[from + 1].split_once(',').unwrap().1.to_string();
+        for &to in copies {
+            lines[to + 1] = format!("cand-{to},{pixels}");
+        }
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+}
+
 #[test]
 fn duplicate_stamps() {
     let dir = fixture(4, Layout::IdHeader);
     // Candidate 3 becomes a copy of candidate 1 in all four channels, under its own id.
-    for file in CHANNEL_FILES {
-        let path = dir.path().join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut lines: Vec<String> = text.lines().map(String::from).collect();
-        let pixels = lines[2].split_once(',').unwrap().1.to_string();
-        lines[4] = format!("cand-3,{pixels}");
-        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    }
+    copy_candidate(dir.path(), &CHANNEL_FILES, 1, &[3]);
     assert_error(
         read(dir.path(), Layout::IdHeader),
         &[
@@ -310,14 +318,7 @@ fn duplicate_stamps() {
 
     // Identical in three channels only is not a duplicate.
     let dir = fixture(4, Layout::IdHeader);
-    for file in &CHANNEL_FILES[..3] {
-        let path = dir.path().join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut lines: Vec<String> = text.lines().map(String::from).collect();
-        let pixels = lines[2].split_once(',').unwrap().1.to_string();
-        lines[4] = format!("cand-3,{pixels}");
-        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    }
+    copy_candidate(dir.path(), &CHANNEL_FILES[..3], 1, &[3]);
     read(dir.path(), Layout::IdHeader).unwrap();
 }
 
@@ -327,15 +328,7 @@ fn duplicate_stamps() {
 fn duplicate_stamps_can_be_dropped() {
     let dir = fixture(6, Layout::IdHeader);
     // Candidates 3 and 5 become copies of candidate 1 in all four channels.
-    for file in CHANNEL_FILES {
-        let path = dir.path().join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut lines: Vec<String> = text.lines().map(String::from).collect();
-        let pixels = lines[2].split_once(',').unwrap().1.to_string();
-        lines[4] = format!("cand-3,{pixels}");
-        lines[6] = format!("cand-5,{pixels}");
-        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    }
+    copy_candidate(dir.path(), &CHANNEL_FILES, 1, &[3, 5]);
     let data = DataConfig {
         duplicates: hits_core::config::DuplicatePolicy::Drop,
         ..data_config(Layout::IdHeader)

@@ -81,7 +81,7 @@ pub(crate) fn is_usable(v: f32) -> bool {
     v.is_finite() && v > -1000.0 && v < 1e7
 }
 
-fn median(values: &mut [f32]) -> f32 {
+pub(crate) fn median(values: &mut [f32]) -> f32 {
     values.sort_by(f32::total_cmp);
     values[values.len() / 2]
 }

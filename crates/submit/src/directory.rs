@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use evaluate::{Report, Scores, ThresholdChoice};
-use features::{CENTRE_PIXEL, FeatureMeta, NormalisationSpec, StampSet};
+use features::{FeatureMeta, NormalisationSpec, StampSet};
+use hits_core::STAMP_PIXELS;
 use hits_core::config::{DataConfig, DuplicatePolicy, Layout, SplitConfig};
 use hits_core::io::{write_bytes_atomic, write_json_atomic};
-use hits_core::{Channel, STAMP_PIXELS, TENSOR_LEN};
 use model::ModelMetadata;
 use serde::Serialize;
 
@@ -119,18 +119,8 @@ pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitE
             }
         })?;
     let n = ids.len();
-    let snr = &channels[Channel::SnrDifference.index()];
-    let centre_snr: Vec<f32> = (0..n)
-        .map(|i| snr[i * STAMP_PIXELS + CENTRE_PIXEL])
-        .collect();
-    let mut stamps = vec![0.0f32; n * TENSOR_LEN];
-    for (i, stamp) in stamps.chunks_exact_mut(TENSOR_LEN).enumerate() {
-        for (c, pixels) in channels.iter().enumerate() {
-            stamp[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS]
-                .copy_from_slice(&pixels[i * STAMP_PIXELS..(i + 1) * STAMP_PIXELS]);
-        }
-        normalisation.apply(stamp);
-    }
+    let channel_slices: Vec<&[f32]> = channels.iter().map(Vec::as_slice).collect();
+    let (stamps, centre_snr) = features::stack(&channel_slices, n, &normalisation);
     let label_column: Vec<Option<u8>> = if labelled {
         labels.iter().map(|&l| Some(l)).collect()
     } else {

@@ -8,6 +8,7 @@
 //! calibration objects' constant stars, as a function of PSF width.
 
 use super::subtract::Exposure;
+use crate::check::median;
 
 /// PSF-fitted flux over the zero-point prediction, as a function of PSF FWHM: medians in
 /// equal-count FWHM bins, linearly interpolated between their centres and flat beyond.
@@ -40,7 +41,7 @@ impl FluxCorrection {
             if ratios.len() < 3 {
                 continue;
             }
-            let median = median(ratios.iter().map(|(_, r)| *r).collect());
+            let median = median(&mut ratios.iter().map(|(_, r)| *r).collect::<Vec<_>>());
             samples.extend(ratios.iter().map(|&(fwhm, r)| (fwhm, r / median)));
         }
         if samples.len() < BINS * MIN_PER_BIN {
@@ -53,8 +54,8 @@ impl FluxCorrection {
             .filter(|bin| bin.len() >= MIN_PER_BIN)
             .map(|bin| {
                 (
-                    median(bin.iter().map(|s| s.0).collect()),
-                    median(bin.iter().map(|s| s.1).collect()),
+                    median(&mut bin.iter().map(|s| s.0).collect::<Vec<_>>()),
+                    median(&mut bin.iter().map(|s| s.1).collect::<Vec<_>>()),
                 )
             })
             .collect();
@@ -83,11 +84,6 @@ impl FluxCorrection {
     pub fn knots(&self) -> &[(f32, f32)] {
         &self.knots
     }
-}
-
-fn median(mut values: Vec<f32>) -> f32 {
-    values.sort_by(f32::total_cmp);
-    values[values.len() / 2]
 }
 
 #[cfg(test)]

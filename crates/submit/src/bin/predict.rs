@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use hits_core::config::{DuplicatePolicy, Layout};
 use submit::directory::{DirectoryJob, predict_directory};
 
@@ -18,26 +18,14 @@ struct Args {
     #[arg(long, default_value = "artifacts")]
     model: PathBuf,
     /// The CSV layout (default: detected from template.csv).
-    #[arg(long, value_enum)]
-    layout: Option<LayoutArg>,
+    #[arg(long, value_name = "id_header|plain")]
+    layout: Option<Layout>,
     /// Duplicate candidates: refuse the directory, or keep the first and drop the others.
-    #[arg(long, value_enum, default_value = "refuse")]
-    duplicates: DuplicatesArg,
+    #[arg(long, value_name = "refuse|drop", default_value = "refuse")]
+    duplicates: DuplicatePolicy,
     /// Output directory (default: <model>/predict/<input directory name>).
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LayoutArg {
-    IdHeader,
-    Plain,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DuplicatesArg {
-    Refuse,
-    Drop,
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,14 +44,8 @@ fn run() -> Result<()> {
             .unwrap_or_else(|| args.model.join("predict").join(name)),
         model_dir: args.model.join("train"),
         evaluate_dir: args.model.join("evaluate"),
-        layout: args.layout.map(|l| match l {
-            LayoutArg::IdHeader => Layout::IdHeader,
-            LayoutArg::Plain => Layout::Plain,
-        }),
-        duplicates: match args.duplicates {
-            DuplicatesArg::Refuse => DuplicatePolicy::Refuse,
-            DuplicatesArg::Drop => DuplicatePolicy::Drop,
-        },
+        layout: args.layout,
+        duplicates: args.duplicates,
         input: args.input,
     };
     let summary = predict_directory(&job)?;
