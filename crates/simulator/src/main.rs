@@ -158,8 +158,12 @@ fn run() -> anyhow::Result<()> {
                 );
                 for scene in &realism.scenes {
                     println!(
-                        "  {:<66} classifier ROC AUC {:.3} (0.5 = indistinguishable; {} simulated, {} real)",
-                        scene.scene, scene.classifier_auc, scene.simulated, scene.real
+                        "  {:<66} classifier ROC AUC {:.3}, orientation-free {:.3} (0.5 = indistinguishable; {} simulated, {} real)",
+                        scene.scene,
+                        scene.classifier_auc,
+                        scene.orientation_free_auc,
+                        scene.simulated,
+                        scene.real
                     );
                 }
                 for d in &realism.distances {
