@@ -13,6 +13,7 @@
 mod checks;
 mod csv;
 mod error;
+pub mod numpy;
 mod report;
 
 use std::path::PathBuf;
@@ -312,6 +313,8 @@ pub struct SplitData {
     pub labels: Option<Vec<u8>>,
     /// Per channel (in [`Channel::ALL`] order), `ids.len()` row-major 21x21 stamps.
     pub channels: [Vec<f32>; 4],
+    /// Duplicate candidates dropped (`DuplicatePolicy::Drop`), in row order.
+    pub dropped: Vec<DroppedDuplicate>,
 }
 
 impl SplitData {
@@ -336,8 +339,9 @@ pub fn read_split(
         ids: Vec::new(),
         labels: split.labelled.then(Vec::new),
         channels: Default::default(),
+        dropped: Vec::new(),
     };
-    scan_split(data, name, split, chunk_rows, |chunk| {
+    let scan = scan_split(data, name, split, chunk_rows, |chunk| {
         all.ids.extend(chunk.ids);
         if let (Some(all), Some(labels)) = (&mut all.labels, chunk.labels) {
             all.extend(labels);
@@ -347,6 +351,7 @@ pub fn read_split(
         }
         Ok(())
     })?;
+    all.dropped = scan.dropped;
     Ok(all)
 }
 

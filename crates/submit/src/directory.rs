@@ -1,6 +1,6 @@
 //! Score a directory of candidates never seen before with a trained model, no pipeline file
 //! to write: the four channel CSVs in either layout (detected from the files), optionally
-//! `labels.csv`. The same checks as `ingest`, the model's own stored normalisation, its
+//! `labels.csv`; or a NumPy `.npy`/`.npz` file (see [`ingest::numpy`]). The same checks as `ingest`, the model's own stored normalisation, its
 //! threshold and temperature from `evaluate`.
 
 use std::fmt::Write as _;
@@ -19,7 +19,7 @@ use crate::{PREDICTIONS_FILE, SubmitError};
 /// What [`predict_directory`] reads and where it writes.
 #[derive(Debug, Clone)]
 pub struct DirectoryJob {
-    /// The directory of channel CSVs (and optionally `labels.csv`).
+    /// The directory of channel CSVs (and optionally `labels.csv`), or a `.npy`/`.npz` file.
     pub input: PathBuf,
     /// `artifacts/train/` of the model's pipeline.
     pub model_dir: PathBuf,
@@ -35,7 +35,8 @@ pub struct DirectoryJob {
 #[derive(Debug, Clone, Serialize)]
 pub struct DirectorySummary {
     pub input: PathBuf,
-    pub layout: Layout,
+    /// The CSV layout; null for a `.npy`/`.npz` input.
+    pub layout: Option<Layout>,
     pub candidates: usize,
     pub called_real: usize,
     pub threshold: f64,
@@ -78,9 +79,21 @@ pub fn detect_layout(template: &Path) -> Result<(Layout, bool), SubmitError> {
     }
 }
 
-/// Read, check and score the directory; write `predictions.csv`, `summary.json`,
-/// `p_real.png` and, with labels, `metrics.json` and the evaluation plots.
-pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitError> {
+/// What was read from the input, and how.
+struct Input {
+    data: ingest::SplitData,
+    /// The CSV layout; None for NumPy input.
+    layout: Option<Layout>,
+}
+
+/// A `.npy`/`.npz` file, or a directory of channel CSVs (layout detected unless given).
+fn read_input(job: &DirectoryJob) -> Result<Input, SubmitError> {
+    if ingest::numpy::NumpyFormat::of(&job.input).is_some() && job.input.is_file() {
+        return Ok(Input {
+            data: ingest::numpy::read_numpy(&job.input, job.duplicates)?,
+            layout: None,
+        });
+    }
     let template_file = job.input.join(DataConfig::default().files.template);
     let (layout, header) = match job.layout {
         Some(Layout::Plain) => (Layout::Plain, detect_layout(&template_file)?.1),
@@ -93,22 +106,24 @@ pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitE
         duplicates: job.duplicates,
         ..DataConfig::default()
     };
-    let labelled = job.input.join(&data.files.labels).exists();
     let split = SplitConfig {
+        labelled: job.input.join(&data.files.labels).exists(),
         dir: job.input.clone(),
-        labelled,
     };
-    let mut ids = Vec::new();
-    let mut labels = Vec::new();
-    let mut channels: [Vec<f32>; 4] = Default::default();
-    let scan = ingest::scan_split(&data, "input", &split, ingest::CHUNK_ROWS, |chunk| {
-        ids.extend(chunk.ids);
-        labels.extend(chunk.labels.unwrap_or_default());
-        for (all, pixels) in channels.iter_mut().zip(chunk.channels) {
-            all.extend(pixels);
-        }
-        Ok(())
-    })?;
+    Ok(Input {
+        data: ingest::read_split(&data, "input", &split, ingest::CHUNK_ROWS)?,
+        layout: Some(layout),
+    })
+}
+
+/// Read, check and score the directory; write `predictions.csv`, `summary.json`,
+/// `p_real.png` and, with labels, `metrics.json` and the evaluation plots.
+pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitError> {
+    let input = read_input(job)?;
+    let dropped_duplicates = input.data.dropped.len();
+    let (ids, labels, channels) = (input.data.ids, input.data.labels, input.data.channels);
+    let labelled = labels.is_some();
+    let labels = labels.unwrap_or_default();
 
     let metadata = ModelMetadata::read(&job.model_dir)?;
     let normalisation: NormalisationSpec =
@@ -171,13 +186,13 @@ pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitE
     }
     let summary = DirectorySummary {
         input: job.input.clone(),
-        layout,
+        layout: input.layout,
         candidates: set.len(),
         called_real,
         threshold: choice.threshold,
         temperature: choice.temperature,
         model_dir: job.model_dir.clone(),
-        dropped_duplicates: scan.dropped.len(),
+        dropped_duplicates,
         metrics: metrics.map(|(report, _)| report),
     };
     write_json_atomic(&out.join(SUMMARY_FILE), &summary)?;

@@ -285,7 +285,7 @@ fn predict_scores_a_new_directory_in_either_layout() {
     );
     let (ok, text) = predict(&plain, &out_plain);
     assert!(
-        ok && text.contains("(Plain layout)") && text.contains("labels.csv: accuracy"),
+        ok && text.contains("(Plain layout)") && text.contains("labels: accuracy"),
         "{text}"
     );
     assert!(out_plain.join("metrics.json").exists() && out_plain.join("p_real.png").exists());
@@ -297,6 +297,29 @@ fn predict_scores_a_new_directory_in_either_layout() {
         .map(|l| l.split(',').next().unwrap().to_string())
         .collect();
     assert_eq!(ids, (0..n).map(|i| format!("cand-{i}")).collect::<Vec<_>>());
+
+    // The same stamps as NumPy arrays, channels last: .npy alone, .npz with labels.
+    let pixel = |i: usize, c: usize, p: usize| csv_row(i, c)[p].parse::<f32>().unwrap();
+    let npy_path = root.path().join("night.npy");
+    std::fs::write(&npy_path, ingest::numpy::toy::stamps(n, pixel)).unwrap();
+    let npz_path = root.path().join("night.npz");
+    let labels: Vec<u8> = (0..n).map(|i| (i % 2) as u8).collect();
+    let archive = ingest::numpy::toy::npz(&[
+        ("stamps", ingest::numpy::toy::stamps(n, pixel)),
+        ("labels", ingest::numpy::toy::npy("|u1", &[n], &labels)),
+    ]);
+    std::fs::write(&npz_path, archive).unwrap();
+    let (out_npy, out_npz) = (root.path().join("out-npy"), root.path().join("out-npz"));
+    let (ok, text) = predict(&npy_path, &out_npy);
+    assert!(ok && text.contains("7 candidates (NumPy)"), "{text}");
+    assert_eq!(p_real(&out_npy), p_real(&out_ids));
+    let (ok, text) = predict(&npz_path, &out_npz);
+    assert!(ok && text.contains("labels: accuracy"), "{text}");
+    assert_eq!(p_real(&out_npz), p_real(&out_ids));
+    assert_eq!(
+        std::fs::read(out_npz.join("metrics.json")).unwrap(),
+        std::fs::read(out_plain.join("metrics.json")).unwrap()
+    );
 
     // A ragged row: refused in one line naming the file and row; nothing written.
     let broken = root.path().join("broken");

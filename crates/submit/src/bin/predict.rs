@@ -8,11 +8,13 @@ use hits_core::config::{DuplicatePolicy, Layout};
 use submit::directory::{DirectoryJob, predict_directory};
 
 /// Score every candidate of a directory (template/science/difference/snr_difference.csv, in
-/// either layout; with labels.csv also the metrics) with a trained model at its threshold.
+/// either layout; with labels.csv also the metrics), or of a NumPy file (.npy of shape
+/// (N, 21, 21, 4), channels last; .npz with `stamps` and optional `ids`, `labels`), with a
+/// trained model at its threshold.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// The directory of channel CSVs.
+    /// The directory of channel CSVs, or a .npy/.npz file.
     input: PathBuf,
     /// The artifacts directory of the model's pipeline (its train/ and evaluate/).
     #[arg(long, default_value = "artifacts")]
@@ -37,7 +39,7 @@ fn run() -> Result<()> {
     let name = args
         .input
         .file_name()
-        .map_or_else(|| "input".into(), |n| n.to_string_lossy().into_owned());
+        .map_or_else(|| "input".into(), |n| n.to_string_lossy().replace('.', "_"));
     let job = DirectoryJob {
         out_dir: args
             .out
@@ -50,10 +52,12 @@ fn run() -> Result<()> {
     };
     let summary = predict_directory(&job)?;
     println!(
-        "predict {}: {} candidates ({:?} layout), {} called real at threshold {:.4}{}",
+        "predict {}: {} candidates ({}), {} called real at threshold {:.4}{}",
         summary.input.display(),
         summary.candidates,
-        summary.layout,
+        summary
+            .layout
+            .map_or_else(|| "NumPy".to_string(), |l| format!("{l:?} layout")),
         summary.called_real,
         summary.threshold,
         match summary.dropped_duplicates {
@@ -63,7 +67,7 @@ fn run() -> Result<()> {
     );
     if let Some(m) = &summary.metrics {
         println!(
-            "  labels.csv: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  ROC AUC {:.4}",
+            "  labels: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  ROC AUC {:.4}",
             m.accuracy, m.precision, m.recall, m.f1, m.roc_auc
         );
     }
