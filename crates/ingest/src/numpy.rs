@@ -51,7 +51,12 @@ impl NumpyFormat {
 /// Read and check `path` (`.npy` or `.npz`).
 pub fn read_numpy(path: &Path, duplicates: DuplicatePolicy) -> Result<SplitData, IngestError> {
     // Headers and zip errors can quote the file's own bytes: keep the message on one line.
-    let bad = |message: String| IngestError::file(path, message.escape_debug().to_string());
+    let bad = |message: String| {
+        let line = message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c });
+        IngestError::file(path, line.collect::<String>())
+    };
     let format =
         NumpyFormat::of(path).ok_or_else(|| bad("is neither a .npy nor a .npz file".into()))?;
     let file_len = std::fs::metadata(path)
@@ -80,9 +85,7 @@ pub fn read_numpy(path: &Path, duplicates: DuplicatePolicy) -> Result<SplitData,
                     .by_name(entry)
                     .map_err(|e| bad(format!("member '{name}': {e}")))?;
                 let available = entry.size().min(limit);
-                read_array(entry, name, available)
-                    .map(Some)
-                    .map_err(&bad)
+                read_array(entry, name, available).map(Some).map_err(&bad)
             };
             let stamps = match member(STAMPS_ARRAY)? {
                 Some(array) => array,
