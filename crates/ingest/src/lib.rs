@@ -13,10 +13,12 @@
 mod checks;
 mod csv;
 mod error;
+mod forms;
+pub use forms::first_cells;
 pub mod numpy;
 mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -85,9 +87,36 @@ pub fn scan_split(
     name: &str,
     split: &SplitConfig,
     chunk_rows: usize,
+    sink: impl FnMut(SplitChunk) -> Result<(), IngestError>,
+) -> Result<SplitScan, IngestError> {
+    let files: Vec<forms::PlainCsv> = data
+        .split_files(split)
+        .iter()
+        .map(|path| forms::plain(path))
+        .collect::<Result<_, _>>()?;
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path().to_path_buf()).collect();
+    let restore = |error: IngestError| files.iter().fold(error, |e, f| f.restore(e));
+    let mut scan =
+        scan_plain_files(data, name, &split.dir, &paths, chunk_rows, sink).map_err(restore)?;
+    // The report and the manifest name (and hash) the files as the user gave them.
+    for (c, file) in files.iter().enumerate().filter(|(_, f)| f.was_rewritten()) {
+        if let Some(stats) = scan.channel_stats.get_mut(c) {
+            stats.file = file.original.clone();
+        }
+        scan.files[c] = FileDigest::of(&file.original)?;
+    }
+    Ok(scan)
+}
+
+/// [`scan_split`] on files in the plain form (see [`forms`]).
+fn scan_plain_files(
+    data: &DataConfig,
+    name: &str,
+    dir: &Path,
+    paths: &[PathBuf],
+    chunk_rows: usize,
     mut sink: impl FnMut(SplitChunk) -> Result<(), IngestError>,
 ) -> Result<SplitScan, IngestError> {
-    let paths = data.split_files(split);
     let channel_paths = &paths[..Channel::ALL.len()];
     let columns: Vec<Columns> = channel_paths
         .iter()
@@ -187,7 +216,7 @@ pub fn scan_split(
             Layout::Plain => row.to_string(),
         };
         let duplicates = stamps_seen.add(
-            &split.dir,
+            dir,
             rows,
             &chunk.ids,
             &chunk.channels,

@@ -552,3 +552,61 @@ fn a_bad_split_leaves_earlier_artifacts_untouched() {
         .collect();
     assert!(stray.is_empty());
 }
+
+/// Files as spreadsheets and other tools save them read as the plain files do; a bad cell
+/// in one is named by the original file, row, line and column.
+#[test]
+fn spreadsheet_forms_read_like_plain_files() {
+    let plain_dir = fixture(5, Layout::IdHeader);
+    let plain = read(plain_dir.path(), Layout::IdHeader).unwrap();
+    type Form = fn(&str) -> Vec<u8>;
+    let quote_all: Form = |text| {
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                l.split(',')
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        (lines.join("\r\n") + "\r\n").into_bytes()
+    };
+    let forms: [(&str, Form); 6] = [
+        ("excel utf-8", |t| {
+            format!("\u{feff}{}", t.replace('\n', "\r\n")).into_bytes()
+        }),
+        ("quoted", quote_all),
+        ("padded", |t| t.replace(',', " , ").into_bytes()),
+        ("semicolons", |t| t.replace(',', ";").into_bytes()),
+        ("old mac", |t| t.replace('\n', "\r").into_bytes()),
+        ("utf-16 tabs", |t| {
+            let text = t.replace(',', "\t");
+            let mut bytes = vec![0xff, 0xfe];
+            bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+            bytes
+        }),
+    ];
+    for (name, form) in forms {
+        let dir = fixture(5, Layout::IdHeader);
+        for file in CHANNEL_FILES.iter().chain(&["labels.csv"]) {
+            let path = dir.path().join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, form(&text)).unwrap();
+        }
+        let read_back =
+            read(dir.path(), Layout::IdHeader).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(read_back.ids, plain.ids, "{name}");
+        assert_eq!(read_back.labels, plain.labels, "{name}");
+        assert_eq!(read_back.channels, plain.channels, "{name}");
+    }
+    // A bad cell in a rewritten file: the original path, row 3 (line 4), column p7.
+    let dir = fixture(5, Layout::IdHeader);
+    set_cell(dir.path(), "science.csv", 3, 8, "oops");
+    let path = dir.path().join("science.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, quote_all(&text)).unwrap();
+    let message = read(dir.path(), Layout::IdHeader).unwrap_err();
+    let expected = format!("{}: row 3 (line 4), column p7", path.display());
+    assert!(message.starts_with(&expected), "{message}");
+}

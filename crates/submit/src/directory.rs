@@ -58,20 +58,10 @@ pub fn detect_layout(template: &Path) -> Result<(Layout, bool), SubmitError> {
         path: template.to_path_buf(),
         message,
     };
-    let text = std::fs::read(template).map_err(|e| hits_core::CoreError::io(template, e))?;
-    let text = String::from_utf8_lossy(&text);
-    let first = text
-        .lines()
-        .next()
-        .ok_or_else(|| bad("is empty".into()))?
-        .trim_start_matches('\u{feff}');
-    let cells: Vec<&str> = first
-        .split(',')
-        .map(|c| c.trim().trim_matches('"'))
-        .collect();
+    let cells = ingest::first_cells(template)?;
     let numeric = |c: &str| c.parse::<f32>().is_ok();
     match cells.len() {
-        n if n == STAMP_PIXELS + 1 && !numeric(cells[1]) => Ok((Layout::IdHeader, true)),
+        n if n == STAMP_PIXELS + 1 && !numeric(&cells[1]) => Ok((Layout::IdHeader, true)),
         n if n == STAMP_PIXELS => Ok((Layout::Plain, !cells.iter().all(|c| numeric(c)))),
         n => Err(bad(format!(
             "line 1 has {n} columns: expected an id column and {STAMP_PIXELS} pixels with a header, or {STAMP_PIXELS} pixels"
