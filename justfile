@@ -98,7 +98,7 @@ study *flags="": build
     {{bin}}/bench study {{flags}}
 
 [doc("Ours and the reference Keras notebook's model (TensorFlow CPU, own venv), alternately on the same CSVs; prints the ours / Keras ratios.")]
-bench-peers rounds="2":
+bench-peers rounds="2" large="250000":
     #!/usr/bin/env bash
     set -euo pipefail
     if [ ! -x bench/.venv/bin/python ]; then
@@ -109,10 +109,15 @@ bench-peers rounds="2":
     bin={{bin}}
     ours=(); keras=()
     for round in $(seq {{rounds}}); do
-        $bin/bench run --large 0 --default-epochs 0 --rot-inv-epochs 0 --out artifacts/bench/ours-$round.json
+        $bin/bench run --large {{large}} --default-epochs 0 --rot-inv-epochs 0 --out artifacts/bench/ours-$round.json
         bench/.venv/bin/python bench/peers/keras_seed.py --split-json artifacts/bench/seed/train/split.json \
             --out artifacts/bench/keras-$round.json
         ours+=(artifacts/bench/ours-$round.json); keras+=(artifacts/bench/keras-$round.json)
+        if [ {{large}} -gt 0 ]; then
+            bench/.venv/bin/python bench/peers/keras_predict.py data/sim-{{large}}/train \
+                --out artifacts/bench/keras-predict-$round.json
+            keras+=(artifacts/bench/keras-predict-$round.json)
+        fi
     done
     $bin/bench compare --ours "${ours[@]}" --keras "${keras[@]}"
 

@@ -27,6 +27,13 @@ pub fn stage_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Run binary `name` (beside this one) with `args` and measure it.
+pub fn run_binary(name: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<ChildRun> {
+    let mut command = Command::new(stage_binary(name)?);
+    command.args(args);
+    run(&mut command)
+}
+
 /// Run stage `name` with `args` (stdout and stderr pass through) and measure it.
 pub fn run_stage(name: &str, args: &[&str], pipeline: &Path) -> anyhow::Result<ChildRun> {
     let mut command = Command::new(stage_binary(name)?);

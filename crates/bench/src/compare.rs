@@ -159,6 +159,25 @@ pub fn run(ours: &[PathBuf], keras: &[PathBuf], out: &Path) -> anyhow::Result<()
         &|v| v["ingest_features"][0]["csv_megabytes_per_second"].as_f64(),
         &|v| v["ingest_features"]["csv_megabytes_per_second"].as_f64(),
     );
+    // `predict` on the large set against the notebook's way of the same job: pandas
+    // `read_csv` of the four files, reshape, Keras `predict`, the submission CSV.
+    let our_predict = |v: &Value, key: &str| v["predict"].get(0)?[key].as_f64();
+    row(
+        "predict, large set: CSV in, predictions out",
+        "candidates/s",
+        true,
+        Some(Target::AtLeast(20_000.0)),
+        &|v| our_predict(v, "candidates_per_second"),
+        &|v| v["predict"]["candidates_per_second"].as_f64(),
+    );
+    row(
+        "predict, large set: peak RSS",
+        "MiB",
+        false,
+        Some(Target::Below(1024.0)),
+        &|v| v["predict"].get(0)?["run"]["peak_rss_mib"].as_f64(),
+        &|v| v["predict"]["peak_rss_mib"].as_f64(),
+    );
     row(
         "seed recipe training, total",
         "s",

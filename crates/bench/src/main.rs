@@ -21,7 +21,7 @@ use hits_core::Pipeline;
 use hits_core::config::ModelKind;
 use serde::Serialize;
 
-use child::{ChildRun, run_stage};
+use child::{ChildRun, run_binary, run_stage};
 
 #[derive(Parser)]
 #[command(about = "Speed of the hits-rb stages on this machine")]
@@ -96,6 +96,8 @@ pub struct Results {
     pub date: String,
     pub machine: cpu::CpuPeak,
     pub ingest_features: Vec<IngestFeatures>,
+    /// `predict` on the large set: CSV in, predictions out (empty without a large set).
+    pub predict: Vec<PredictRun>,
     pub training: Vec<Training>,
     pub inference: Vec<inference::Throughput>,
     pub seed_cnn_gflops: Gflops,
@@ -108,6 +110,17 @@ pub struct IngestFeatures {
     pub csv_megabytes: f64,
     pub ingest: ChildRun,
     pub features: ChildRun,
+    pub candidates_per_second: f64,
+    pub csv_megabytes_per_second: f64,
+}
+
+/// The whole `predict DIR` command on one set, as a survey team would run it nightly.
+#[derive(Debug, Serialize)]
+pub struct PredictRun {
+    pub set: String,
+    pub candidates: usize,
+    pub csv_megabytes: f64,
+    pub run: ChildRun,
     pub candidates_per_second: f64,
     pub csv_megabytes_per_second: f64,
 }
@@ -164,6 +177,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     // The default data set, made if missing (skipped when up to date): a fresh clone has none.
     run_stage("simulate", &["generate"], &seed.1)?;
     let mut ingest_features = vec![ingest_and_features(&seed, "default set")?];
+    let mut predict = Vec::new();
     let mut training = vec![train(&seed, "seed")?];
     // Early stopping off: every run times the same number of epochs.
     let recipes = [
@@ -195,7 +209,11 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
         })?;
         run_stage("simulate", &["generate"], &large.1)?;
-        ingest_features.push(ingest_and_features(&large, &format!("{n}-candidate set"))?);
+        let name = format!("{n}-candidate set");
+        ingest_features.push(ingest_and_features(&large, &name)?);
+        // The seed model, with its threshold, scores the large set's train split.
+        run_stage("evaluate", &["--force"], &seed.1)?;
+        predict.push(predict_set(&large.0, &seed.0, &name)?);
     }
 
     let set = features::StampSet::read(&seed.0.stage_dir("features").join("train.arrow"))?;
@@ -229,6 +247,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
         machine,
         ingest_features,
+        predict,
         training,
         inference,
     };
@@ -290,6 +309,43 @@ fn ingest_and_features(
         features,
         candidates_per_second: candidates as f64 / seconds,
         csv_megabytes_per_second: csv_megabytes / seconds,
+    })
+}
+
+/// Time `predict` on `data`'s train split with the model of `model`'s artifacts.
+fn predict_set(data: &Pipeline, model: &Pipeline, set: &str) -> anyhow::Result<PredictRun> {
+    let split = data
+        .data
+        .splits
+        .get("train")
+        .context("the large set has no train split")?;
+    let out = model.artifacts.join("predict-large");
+    let run = run_binary(
+        "predict",
+        &[
+            split.dir.as_os_str(),
+            "--model".as_ref(),
+            model.artifacts.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    )?;
+    let summary: serde_json::Value = hits_core::io::read_json(&out.join("summary.json"))?;
+    let candidates = summary["candidates"]
+        .as_u64()
+        .context("summary without candidates")? as usize;
+    let mut bytes = 0;
+    for channel in hits_core::Channel::ALL {
+        bytes += file_size(&split.dir.join(data.data.files.channel(channel)))?;
+    }
+    let csv_megabytes = bytes as f64 / 1e6;
+    Ok(PredictRun {
+        set: set.into(),
+        candidates,
+        csv_megabytes,
+        candidates_per_second: candidates as f64 / run.seconds,
+        csv_megabytes_per_second: csv_megabytes / run.seconds,
+        run,
     })
 }
 

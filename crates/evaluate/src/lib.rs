@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::EvaluateError;
 pub use metrics::{Confusion, Report, Scores};
-pub use predict::predict;
+pub use predict::{predict, predict_with_progress};
 pub use scores::read_scores;
 pub use threshold::{THRESHOLD_FILE, ThresholdChoice};
 

@@ -234,10 +234,25 @@ fn parse(
 pub(crate) struct ChunkedCsv<'a> {
     pub path: &'a Path,
     pub columns: &'a Columns,
-    reader: BufReader<Hashed<File>>,
+    reader: BufReader<Source>,
     /// Data rows handed out so far.
     rows: usize,
     text: Vec<u8>,
+}
+
+/// A channel file, hashed as it is read or not.
+enum Source {
+    Hashed(Hashed<File>),
+    Plain(File),
+}
+
+impl std::io::Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::Hashed(file) => file.read(buf),
+            Source::Plain(file) => file.read(buf),
+        }
+    }
 }
 
 /// One chunk of a CSV: its rows as a frame, and the index of its first row in the file.
@@ -247,12 +262,18 @@ pub(crate) struct Chunk {
 }
 
 impl<'a> ChunkedCsv<'a> {
-    pub fn open(path: &'a Path, columns: &'a Columns) -> Result<Self, IngestError> {
+    /// `hash`: take the file's digest while reading it.
+    pub fn open(path: &'a Path, columns: &'a Columns, hash: bool) -> Result<Self, IngestError> {
         let file = File::open(path).map_err(|e| IngestError::file(path, e.to_string()))?;
+        let source = if hash {
+            Source::Hashed(Hashed::new(file))
+        } else {
+            Source::Plain(file)
+        };
         let mut csv = ChunkedCsv {
             path,
             columns,
-            reader: BufReader::with_capacity(1 << 20, Hashed::new(file)),
+            reader: BufReader::with_capacity(1 << 20, source),
             rows: 0,
             text: Vec::new(),
         };
@@ -327,9 +348,13 @@ impl<'a> ChunkedCsv<'a> {
         Ok(Some(chunk))
     }
 
-    /// The file's digest, once [`next_chunk`](Self::next_chunk) has returned `None`.
-    pub fn digest(&self) -> FileDigest {
-        self.reader.get_ref().digest(self.path)
+    /// The file's digest, once [`next_chunk`](Self::next_chunk) has returned `None`, if it
+    /// was opened to take it.
+    pub fn digest(&self) -> Option<FileDigest> {
+        match self.reader.get_ref() {
+            Source::Hashed(file) => Some(file.digest(self.path)),
+            Source::Plain(_) => None,
+        }
     }
 
     /// Data rows in the whole file (reads what is left of it without parsing).

@@ -20,6 +20,9 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Core(#[from] CoreError),
+    /// A [`crate::scan_split`] sink stopped the scan for a reason of its own.
+    #[error("stopped by the reader of the candidates")]
+    Stopped,
 }
 
 impl IngestError {

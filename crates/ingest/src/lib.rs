@@ -62,6 +62,14 @@ pub struct SplitChunk {
     pub channels: [Vec<f32>; 4],
 }
 
+/// What a scan keeps besides checking every candidate: the files' digests (for the
+/// manifest) and the channels' statistics (for the report). `predict` needs neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Records {
+    All,
+    ChecksOnly,
+}
+
 /// What validating a whole split found, besides its candidates.
 #[derive(Debug, Clone)]
 pub struct SplitScan {
@@ -69,9 +77,10 @@ pub struct SplitScan {
     pub rows: usize,
     /// Candidates per label, bogus then real, for a labelled split.
     pub label_counts: Option<[usize; 2]>,
-    /// Per channel, in [`Channel::ALL`] order.
-    pub channel_stats: [ChannelStats; 4],
-    /// The files read, channel files first, with their digests (taken while reading them).
+    /// Per channel, in [`Channel::ALL`] order ([`Records::All`] only).
+    pub channel_stats: Option<[ChannelStats; 4]>,
+    /// The files read, channel files first, with their digests (taken while reading them;
+    /// [`Records::All`] only).
     pub files: Vec<FileDigest>,
     /// Duplicate candidates dropped (`[data] duplicates = "drop"`), in row order.
     pub dropped: Vec<DroppedDuplicate>,
@@ -87,6 +96,7 @@ pub fn scan_split(
     name: &str,
     split: &SplitConfig,
     chunk_rows: usize,
+    records: Records,
     sink: impl FnMut(SplitChunk) -> Result<(), IngestError>,
 ) -> Result<SplitScan, IngestError> {
     let files: Vec<forms::PlainCsv> = data
@@ -96,14 +106,16 @@ pub fn scan_split(
         .collect::<Result<_, _>>()?;
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path().to_path_buf()).collect();
     let restore = |error: IngestError| files.iter().fold(error, |e, f| f.restore(e));
-    let mut scan =
-        scan_plain_files(data, name, &split.dir, &paths, chunk_rows, sink).map_err(restore)?;
+    let mut scan = scan_plain_files(data, name, &split.dir, &paths, chunk_rows, records, sink)
+        .map_err(restore)?;
     // The report and the manifest name (and hash) the files as the user gave them.
     for (c, file) in files.iter().enumerate().filter(|(_, f)| f.was_rewritten()) {
-        if let Some(stats) = scan.channel_stats.get_mut(c) {
+        if let Some(stats) = scan.channel_stats.as_mut().and_then(|s| s.get_mut(c)) {
             stats.file = file.original.clone();
         }
-        scan.files[c] = FileDigest::of(&file.original)?;
+        if let Some(digest) = scan.files.get_mut(c) {
+            *digest = FileDigest::of(&file.original)?;
+        }
     }
     Ok(scan)
 }
@@ -115,6 +127,7 @@ fn scan_plain_files(
     dir: &Path,
     paths: &[PathBuf],
     chunk_rows: usize,
+    records: Records,
     mut sink: impl FnMut(SplitChunk) -> Result<(), IngestError>,
 ) -> Result<SplitScan, IngestError> {
     let channel_paths = &paths[..Channel::ALL.len()];
@@ -144,7 +157,7 @@ fn scan_plain_files(
     let mut readers: Vec<ChunkedCsv> = channel_paths
         .iter()
         .zip(&columns)
-        .map(|(path, columns)| ChunkedCsv::open(path, columns))
+        .map(|(path, columns)| ChunkedCsv::open(path, columns, records == Records::All))
         .collect::<Result<_, _>>()?;
     let mut ids_seen = IdRegistry::new();
     let mut stamps_seen = StampRegistry::new();
@@ -161,7 +174,7 @@ fn scan_plain_files(
             .zip(stats.par_iter_mut())
             .map(|(reader, stats)| {
                 let part = read_channel_chunk(reader, data.layout, rows, chunk_rows)?;
-                if let Some((_, pixels)) = &part {
+                if let Some((_, pixels)) = &part.as_ref().filter(|_| records == Records::All) {
                     stats.add(pixels);
                 }
                 Ok(part)
@@ -246,12 +259,14 @@ fn scan_plain_files(
             sink(chunk)?;
         }
     }
-    let mut files: Vec<FileDigest> = readers.iter().map(ChunkedCsv::digest).collect();
+    let mut files: Vec<FileDigest> = readers.iter().filter_map(ChunkedCsv::digest).collect();
     let label_counts = match labels {
         Some((labels_path, labels)) => {
             let id_at = |row| field_at(labels_path, true, row, 0);
             labels.finish(labels_path, rows, template, id_at)?;
-            files.push(FileDigest::of(labels_path)?);
+            if records == Records::All {
+                files.push(FileDigest::of(labels_path)?);
+            }
             Some(label_counts)
         }
         None => None,
@@ -261,7 +276,8 @@ fn scan_plain_files(
         rows: rows - dropped.len(),
         dropped,
         label_counts,
-        channel_stats: std::array::from_fn(|c| stats[c].finish(channel_paths[c].clone())),
+        channel_stats: (records == Records::All)
+            .then(|| std::array::from_fn(|c| stats[c].finish(channel_paths[c].clone()))),
         files,
     })
 }
@@ -370,16 +386,23 @@ pub fn read_split(
         channels: Default::default(),
         dropped: Vec::new(),
     };
-    let scan = scan_split(data, name, split, chunk_rows, |chunk| {
-        all.ids.extend(chunk.ids);
-        if let (Some(all), Some(labels)) = (&mut all.labels, chunk.labels) {
-            all.extend(labels);
-        }
-        for (all, pixels) in all.channels.iter_mut().zip(chunk.channels) {
-            all.extend(pixels);
-        }
-        Ok(())
-    })?;
+    let scan = scan_split(
+        data,
+        name,
+        split,
+        chunk_rows,
+        Records::ChecksOnly,
+        |chunk| {
+            all.ids.extend(chunk.ids);
+            if let (Some(all), Some(labels)) = (&mut all.labels, chunk.labels) {
+                all.extend(labels);
+            }
+            for (all, pixels) in all.channels.iter_mut().zip(chunk.channels) {
+                all.extend(pixels);
+            }
+            Ok(())
+        },
+    )?;
     all.dropped = scan.dropped;
     Ok(all)
 }
@@ -417,7 +440,10 @@ pub fn report(scan: &SplitScan, seconds: f64) -> SplitReport {
             .map(|[bogus, real]| [("bogus".to_string(), bogus), ("real".to_string(), real)].into()),
         channels: Channel::ALL
             .iter()
-            .map(|c| (c.name().to_string(), scan.channel_stats[c.index()].clone()))
+            .filter_map(|c| {
+                let stats = scan.channel_stats.as_ref()?[c.index()].clone();
+                Some((c.name().to_string(), stats))
+            })
             .collect(),
         checks: CHECKS.iter().map(|s| s.to_string()).collect(),
         dropped_duplicates: scan.dropped.clone(),
@@ -456,9 +482,14 @@ fn run_in_pool(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
         .map(|(name, split)| {
             let started = Instant::now();
             let mut writer = IpcWriter::create(&dir.join(format!("{name}.arrow")), &schema)?;
-            let scan = scan_split(&pipeline.data, name, split, CHUNK_ROWS, |chunk| {
-                Ok(writer.write(&record_batch(chunk))?)
-            })?;
+            let scan = scan_split(
+                &pipeline.data,
+                name,
+                split,
+                CHUNK_ROWS,
+                Records::All,
+                |chunk| Ok(writer.write(&record_batch(chunk))?),
+            )?;
             let pending = writer.finish()?;
             tracing::info!(split = %name, rows = scan.rows, "validated {}", split.dir.display());
             Ok((scan, pending, started.elapsed().as_secs_f64()))

@@ -339,7 +339,8 @@ fn duplicate_stamps_can_be_dropped() {
     };
     for chunk_rows in [1, 2, 4096] {
         let mut kept = Vec::new();
-        let scan = ingest::scan_split(&data, "train", &split, chunk_rows, |chunk| {
+        let records = ingest::Records::All;
+        let scan = ingest::scan_split(&data, "train", &split, chunk_rows, records, |chunk| {
             assert_eq!(chunk.labels.as_ref().unwrap().len(), chunk.ids.len());
             for pixels in &chunk.channels {
                 assert_eq!(pixels.len(), chunk.ids.len() * STAMP_PIXELS);

@@ -11,6 +11,7 @@ use features::{FeatureMeta, NormalisationSpec, StampSet};
 use hits_core::STAMP_PIXELS;
 use hits_core::config::{DataConfig, DuplicatePolicy, Layout, SplitConfig};
 use hits_core::io::{write_bytes_atomic, write_json_atomic};
+use indicatif::{ProgressBar, ProgressStyle};
 use model::ModelMetadata;
 use serde::Serialize;
 
@@ -69,52 +70,130 @@ pub fn detect_layout(template: &Path) -> Result<(Layout, bool), SubmitError> {
     }
 }
 
-/// What was read from the input, and how.
-struct Input {
-    data: ingest::SplitData,
-    /// The CSV layout; None for NumPy input.
-    layout: Option<Layout>,
+/// What scoring the input found: per candidate in input order, less dropped duplicates.
+#[derive(Default)]
+struct Scored {
+    ids: Vec<String>,
+    /// Model P(real), before temperature scaling.
+    p_real: Vec<f64>,
+    labels: Option<Vec<u8>>,
+    centre_snr: Vec<f32>,
+    dropped_duplicates: usize,
 }
 
-/// A `.npy`/`.npz` file, or a directory of channel CSVs (layout detected unless given).
-fn read_input(job: &DirectoryJob) -> Result<Input, SubmitError> {
-    if ingest::numpy::NumpyFormat::of(&job.input).is_some() && job.input.is_file() {
-        return Ok(Input {
-            data: ingest::numpy::read_numpy(&job.input, job.duplicates)?,
-            layout: None,
-        });
+/// Scores candidates part by part with one model, keeping only what the outputs need.
+struct Scorer<'a> {
+    model_dir: &'a Path,
+    normalisation: NormalisationSpec,
+    bar: ProgressBar,
+    scored: Scored,
+}
+
+impl Scorer<'_> {
+    /// Score one part of the input (channels as in [`ingest::SplitChunk`]).
+    fn score(
+        &mut self,
+        ids: Vec<String>,
+        labels: Option<Vec<u8>>,
+        channels: &[Vec<f32>; 4],
+    ) -> Result<(), SubmitError> {
+        let n = ids.len();
+        let channel_slices: Vec<&[f32]> = channels.iter().map(Vec::as_slice).collect();
+        let (stamps, centre_snr) = features::stack(&channel_slices, n, &self.normalisation);
+        let label_column = match &labels {
+            Some(labels) => labels.iter().map(|&l| Some(l)).collect(),
+            None => vec![None; n],
+        };
+        let set = StampSet::from_parts(
+            ids,
+            label_column,
+            stamps,
+            centre_snr,
+            FeatureMeta::new(self.normalisation.clone(), String::new()),
+        );
+        // `predict` refuses a model whose inputs (shape, channels, normalisation) differ.
+        let (p_real, _) = evaluate::predict_with_progress(self.model_dir, &set, &self.bar)?;
+        let scored = &mut self.scored;
+        scored.p_real.extend(p_real);
+        scored.centre_snr.extend(&set.centre_snr);
+        scored.ids.extend(set.ids);
+        if let Some(labels) = labels {
+            scored.labels.get_or_insert_with(Vec::new).extend(labels);
+        }
+        Ok(())
     }
-    let template_file = job.input.join(DataConfig::default().files.template);
-    let (layout, header) = match job.layout {
-        Some(Layout::Plain) => (Layout::Plain, detect_layout(&template_file)?.1),
-        Some(layout) => (layout, true),
-        None => detect_layout(&template_file)?,
+}
+
+/// Score a `.npy`/`.npz` file (read whole), or a directory of channel CSVs streamed in
+/// chunks (layout detected unless given): memory holds one chunk of stamps at a time.
+/// Returns the CSV layout (None for NumPy input) and the scores.
+fn score_input(
+    job: &DirectoryJob,
+    normalisation: NormalisationSpec,
+) -> Result<(Option<Layout>, Scored), SubmitError> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("predict {spinner} {pos} candidates ({per_sec})")
+            .expect("valid template"),
+    );
+    let mut scorer = Scorer {
+        model_dir: &job.model_dir,
+        normalisation,
+        bar,
+        scored: Scored::default(),
     };
-    let data = DataConfig {
-        layout,
-        header,
-        duplicates: job.duplicates,
-        ..DataConfig::default()
+    let layout = if ingest::numpy::NumpyFormat::of(&job.input).is_some() && job.input.is_file() {
+        let data = ingest::numpy::read_numpy(&job.input, job.duplicates)?;
+        scorer.scored.dropped_duplicates = data.dropped.len();
+        scorer.score(data.ids, data.labels, &data.channels)?;
+        None
+    } else {
+        let template_file = job.input.join(DataConfig::default().files.template);
+        let (layout, header) = match job.layout {
+            Some(Layout::Plain) => (Layout::Plain, detect_layout(&template_file)?.1),
+            Some(layout) => (layout, true),
+            None => detect_layout(&template_file)?,
+        };
+        let data = DataConfig {
+            layout,
+            header,
+            duplicates: job.duplicates,
+            ..DataConfig::default()
+        };
+        let split = SplitConfig {
+            labelled: job.input.join(&data.files.labels).exists(),
+            dir: job.input.clone(),
+        };
+        let mut failure = None;
+        let records = ingest::Records::ChecksOnly;
+        let scan = ingest::scan_split(
+            &data,
+            "input",
+            &split,
+            ingest::CHUNK_ROWS,
+            records,
+            |chunk| {
+                // A scoring error ends the scan; it is reported below, as it happened.
+                if let Err(e) = scorer.score(chunk.ids, chunk.labels, &chunk.channels) {
+                    failure = Some(e);
+                    return Err(ingest::IngestError::Stopped);
+                }
+                Ok(())
+            },
+        );
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        scorer.scored.dropped_duplicates = scan?.dropped.len();
+        Some(layout)
     };
-    let split = SplitConfig {
-        labelled: job.input.join(&data.files.labels).exists(),
-        dir: job.input.clone(),
-    };
-    Ok(Input {
-        data: ingest::read_split(&data, "input", &split, ingest::CHUNK_ROWS)?,
-        layout: Some(layout),
-    })
+    scorer.bar.finish_and_clear();
+    Ok((layout, scorer.scored))
 }
 
 /// Read, check and score the directory; write `predictions.csv`, `summary.json`,
 /// `p_real.png` and, with labels, `metrics.json` and the evaluation plots.
 pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitError> {
-    let input = read_input(job)?;
-    let dropped_duplicates = input.data.dropped.len();
-    let (ids, labels, channels) = (input.data.ids, input.data.labels, input.data.channels);
-    let labelled = labels.is_some();
-    let labels = labels.unwrap_or_default();
-
     let metadata = ModelMetadata::read(&job.model_dir)?;
     let normalisation: NormalisationSpec =
         serde_json::from_value(metadata.input.normalisation.clone()).map_err(|e| {
@@ -123,29 +202,20 @@ pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitE
                 message: format!("unreadable normalisation: {e}"),
             }
         })?;
-    let n = ids.len();
-    let channel_slices: Vec<&[f32]> = channels.iter().map(Vec::as_slice).collect();
-    let (stamps, centre_snr) = features::stack(&channel_slices, n, &normalisation);
-    let label_column: Vec<Option<u8>> = if labelled {
-        labels.iter().map(|&l| Some(l)).collect()
-    } else {
-        vec![None; n]
-    };
-    let set = StampSet::from_parts(
+    let (layout, scored) = score_input(job, normalisation)?;
+    let Scored {
         ids,
-        label_column,
-        stamps,
+        p_real: model_p_real,
+        labels,
         centre_snr,
-        FeatureMeta::new(normalisation, String::new()),
-    );
-    // `predict` refuses a model whose inputs (shape, channels, normalisation) differ.
-    let (model_p_real, _) = evaluate::predict(&job.model_dir, &set)?;
+        dropped_duplicates,
+    } = scored;
     let choice = ThresholdChoice::read_for_model(&job.evaluate_dir, &job.model_dir)?;
     let p_real = choice.calibrated(&model_p_real);
 
     let mut csv = String::from("id,p_real,label\n");
     let mut called_real = 0;
-    for (id, &p) in set.ids.iter().zip(&p_real) {
+    for (id, &p) in ids.iter().zip(&p_real) {
         let label = u8::from(p >= choice.threshold);
         called_real += usize::from(label);
         let _ = writeln!(csv, "{id},{p},{label}");
@@ -161,11 +231,11 @@ pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitE
         true,
     )
     .map_err(evaluate::EvaluateError::from)?;
-    let metrics = labelled.then(|| {
+    let metrics = labels.map(|labels| {
         let scores = Scores {
             labels,
             p_real: p_real.clone(),
-            snr: Some(set.centre_snr.iter().map(|&s| f64::from(s)).collect()),
+            snr: Some(centre_snr.iter().map(|&s| f64::from(s)).collect()),
         };
         (Report::new(&scores, choice.threshold), scores)
     });
@@ -176,8 +246,8 @@ pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitE
     }
     let summary = DirectorySummary {
         input: job.input.clone(),
-        layout: input.layout,
-        candidates: set.len(),
+        layout,
+        candidates: ids.len(),
         called_real,
         threshold: choice.threshold,
         temperature: choice.temperature,
