@@ -65,7 +65,7 @@ submit name="default" *flags="": (evaluate name)
 
 # MODEL is a pipeline's artifacts directory (its train/ and evaluate/), e.g. artifacts/seed;
 # flags: --layout id_header|plain, --duplicates drop, --out DIR.
-[doc("Score every candidate of a directory of channel CSVs (either layout; with labels.csv also the metrics) with a trained model.")]
+[doc("Score every candidate of a directory of channel CSVs (either layout; with labels.csv also the metrics), or of a .npy/.npz file, with a trained model.")]
 predict input model="artifacts" *flags="": build
     {{bin}}/predict {{input}} --model {{model}} {{flags}}
 
