@@ -147,37 +147,47 @@ pub fn misclassified(labels: &[u8], p_real: &[f64], threshold: f64) -> Vec<usize
     wrong
 }
 
-/// All four channels of the worst misclassified candidates, captioned with id, label and score.
+/// All four channels of the worst misclassified candidates (`shown`, of `misclassified` in
+/// all), captioned with id, label and score, each with its occlusion map (`maps`, as
+/// [`crate::explain::occlusion_map`]) in the row under it.
 pub fn gallery(
     path: &Path,
     set: &StampSet,
     labels: &[u8],
     p_real: &[f64],
-    worst: &[usize],
+    shown: &[usize],
+    misclassified: usize,
+    maps: &[Vec<f32>],
 ) -> Result<(), EvaluateError> {
-    let panels: Vec<StampPanel> = worst
-        .iter()
-        .take(GALLERY_SIZE)
-        .map(|&i| {
-            let stamp = set.stamps.get(i)?;
-            Ok(StampPanel {
+    let split = |values: &[f32]| -> [Vec<f32>; 4] {
+        std::array::from_fn(|c| values[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS].to_vec())
+    };
+    let mut panels = Vec::with_capacity(2 * shown.len());
+    for (k, &i) in shown.iter().enumerate() {
+        panels.push(StampPanel {
+            caption: format!(
+                "{}   true {}   P(real) {:.3}   centre SNR {:.1}",
+                set.ids[i],
+                if labels[i] == 1 { "real" } else { "bogus" },
+                p_real[i],
+                set.centre_snr[i]
+            ),
+            channels: split(&set.stamps.get(i)?),
+        });
+        if let Some(map) = maps.get(k) {
+            let strongest = map.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            panels.push(StampPanel {
                 caption: format!(
-                    "{}   true {}   P(real) {:.3}   centre SNR {:.1}",
-                    set.ids[i],
-                    if labels[i] == 1 { "real" } else { "bogus" },
-                    p_real[i],
-                    set.centre_snr[i]
+                    "  occlusion: fall of P(real) when each 3x3 patch is masked (bright: raised it; largest {strongest:.3})"
                 ),
-                channels: std::array::from_fn(|c| {
-                    stamp[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS].to_vec()
-                }),
-            })
-        })
-        .collect::<Result<_, EvaluateError>>()?;
+                channels: split(map),
+            });
+        }
+    }
     let title = if panels.is_empty() {
         "no misclassified candidates".to_string()
     } else {
-        format!("worst {} of {} misclassified", panels.len(), worst.len())
+        format!("worst {} of {misclassified} misclassified", shown.len())
     };
     plots::stamp_gallery(path, &title, Channel::ALL.map(|c| c.name()), &panels)?;
     Ok(())

@@ -12,6 +12,7 @@
 
 pub mod calibration;
 mod error;
+pub mod explain;
 pub mod figures;
 pub mod metrics;
 mod predict;
@@ -190,7 +191,17 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
     let mut outputs = figures::score_plots(&dir, &result.evaluated, &scores, &result.metrics)?;
     let worst = figures::misclassified(&scores.labels, &scores.p_real, choice.threshold);
     let gallery = dir.join(figures::GALLERY_PNG);
-    figures::gallery(&gallery, &set, &scores.labels, &scores.p_real, &worst)?;
+    let shown: Vec<usize> = worst.iter().copied().take(figures::GALLERY_SIZE).collect();
+    let maps = explain::occlusion_maps(&train_dir, &set, &shown)?;
+    figures::gallery(
+        &gallery,
+        &set,
+        &scores.labels,
+        &scores.p_real,
+        &shown,
+        worst.len(),
+        &maps,
+    )?;
     outputs.push(gallery);
     if split.is_none() {
         outputs.push(choice.write(&dir)?);
