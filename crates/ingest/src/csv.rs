@@ -242,7 +242,7 @@ pub(crate) struct ChunkedCsv<'a> {
 
 /// A channel file, hashed as it is read or not.
 enum Source {
-    Hashed(Hashed<File>),
+    Hashed(Box<Hashed<File>>),
     Plain(File),
 }
 
@@ -266,7 +266,7 @@ impl<'a> ChunkedCsv<'a> {
     pub fn open(path: &'a Path, columns: &'a Columns, hash: bool) -> Result<Self, IngestError> {
         let file = File::open(path).map_err(|e| IngestError::file(path, e.to_string()))?;
         let source = if hash {
-            Source::Hashed(Hashed::new(file))
+            Source::Hashed(Box::new(Hashed::new(file)))
         } else {
             Source::Plain(file)
         };

@@ -209,10 +209,10 @@ fn rewrite(source: &Path, target: &Path) -> Result<(), IngestError> {
         }
         // Some tools end every line with a separator: an unnamed last header column whose
         // cells are all empty is no column.
-        let header_gap =
-            *header_gap.get_or_insert_with(|| record.iter().last().is_some_and(<[u8]>::is_empty));
+        let header_gap = *header_gap
+            .get_or_insert_with(|| record.iter().next_back().is_some_and(<[u8]>::is_empty));
         let cells = record.len()
-            - usize::from(header_gap && record.iter().last().is_some_and(<[u8]>::is_empty));
+            - usize::from(header_gap && record.iter().next_back().is_some_and(<[u8]>::is_empty));
         for (i, cell) in record.iter().take(cells).enumerate() {
             if i > 0 {
                 out.write_all(b",").map_err(io)?;
