@@ -64,7 +64,7 @@ submit name="default" *flags="": (evaluate name)
     {{bin}}/submit predict --pipeline pipelines/{{name}}.toml {{flags}}
 
 # MODEL is a pipeline's artifacts directory (its train/ and evaluate/), e.g. artifacts/seed;
-# flags: --layout id_header|plain, --duplicates drop, --out DIR.
+# flags: --layout id_header|plain, --duplicates drop, --out DIR, --explain ID,... (occlusion maps).
 [doc("Score every candidate of a directory of channel CSVs (either layout; with labels.csv also the metrics), or of a .npy/.npz file, with a trained model.")]
 predict input model="artifacts" *flags="": build
     {{bin}}/predict {{input}} --model {{model}} {{flags}}

@@ -159,19 +159,43 @@ pub fn gallery(
     misclassified: usize,
     maps: &[Vec<f32>],
 ) -> Result<(), EvaluateError> {
-    let split = |values: &[f32]| -> [Vec<f32>; 4] {
-        std::array::from_fn(|c| values[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS].to_vec())
-    };
-    let mut panels = Vec::with_capacity(2 * shown.len());
-    for (k, &i) in shown.iter().enumerate() {
-        panels.push(StampPanel {
-            caption: format!(
+    let captions: Vec<String> = shown
+        .iter()
+        .map(|&i| {
+            format!(
                 "{}   true {}   P(real) {:.3}   centre SNR {:.1}",
                 set.ids[i],
                 if labels[i] == 1 { "real" } else { "bogus" },
                 p_real[i],
                 set.centre_snr[i]
-            ),
+            )
+        })
+        .collect();
+    let title = if shown.is_empty() {
+        "no misclassified candidates".to_string()
+    } else {
+        format!("worst {} of {misclassified} misclassified", shown.len())
+    };
+    explained_gallery(path, &title, set, shown, &captions, maps)
+}
+
+/// Rows `shown` of `set`, each captioned and, where `maps` has one, with its occlusion map in
+/// the row under it.
+pub fn explained_gallery(
+    path: &Path,
+    title: &str,
+    set: &StampSet,
+    shown: &[usize],
+    captions: &[String],
+    maps: &[Vec<f32>],
+) -> Result<(), EvaluateError> {
+    let split = |values: &[f32]| -> [Vec<f32>; 4] {
+        std::array::from_fn(|c| values[c * STAMP_PIXELS..(c + 1) * STAMP_PIXELS].to_vec())
+    };
+    let mut panels = Vec::with_capacity(2 * shown.len());
+    for (k, (&i, caption)) in shown.iter().zip(captions).enumerate() {
+        panels.push(StampPanel {
+            caption: caption.clone(),
             channels: split(&set.stamps.get(i)?),
         });
         if let Some(map) = maps.get(k) {
@@ -184,12 +208,7 @@ pub fn gallery(
             });
         }
     }
-    let title = if panels.is_empty() {
-        "no misclassified candidates".to_string()
-    } else {
-        format!("worst {} of {misclassified} misclassified", shown.len())
-    };
-    plots::stamp_gallery(path, &title, Channel::ALL.map(|c| c.name()), &panels)?;
+    plots::stamp_gallery(path, title, Channel::ALL.map(|c| c.name()), &panels)?;
     Ok(())
 }
 

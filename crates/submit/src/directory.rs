@@ -30,6 +30,8 @@ pub struct DirectoryJob {
     pub layout: Option<Layout>,
     pub duplicates: DuplicatePolicy,
     pub out_dir: PathBuf,
+    /// Candidates to explain (occlusion maps in `explain.png`), by id.
+    pub explain: Vec<String>,
 }
 
 /// `summary.json` of a scored directory.
@@ -51,6 +53,7 @@ pub struct DirectorySummary {
 
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const HISTOGRAM_PNG: &str = "p_real.png";
+pub const EXPLAIN_PNG: &str = "explain.png";
 
 /// The layout of `template.csv`: a header whose first column is the id (`id_header`), or
 /// 441 numbers per row (`plain`, with or without a header row).
@@ -79,11 +82,14 @@ struct Scored {
     labels: Option<Vec<u8>>,
     centre_snr: Vec<f32>,
     dropped_duplicates: usize,
+    /// The candidates asked to be explained: id, normalised stamp, P(real) before scaling.
+    explained: Vec<(String, Vec<f32>, f64)>,
 }
 
 /// Scores candidates part by part with one model, keeping only what the outputs need.
 struct Scorer<'a> {
     model_dir: &'a Path,
+    explain: &'a [String],
     normalisation: NormalisationSpec,
     bar: ProgressBar,
     scored: Scored,
@@ -114,6 +120,13 @@ impl Scorer<'_> {
         // `predict` refuses a model whose inputs (shape, channels, normalisation) differ.
         let (p_real, _) = evaluate::predict_with_progress(self.model_dir, &set, &self.bar)?;
         let scored = &mut self.scored;
+        for (row, id) in set.ids.iter().enumerate() {
+            if self.explain.contains(id) {
+                scored
+                    .explained
+                    .push((id.clone(), set.stamps.get(row)?, p_real[row]));
+            }
+        }
         scored.p_real.extend(p_real);
         scored.centre_snr.extend(&set.centre_snr);
         scored.ids.extend(set.ids);
@@ -138,6 +151,7 @@ fn score_input(
     );
     let mut scorer = Scorer {
         model_dir: &job.model_dir,
+        explain: &job.explain,
         normalisation,
         bar,
         scored: Scored::default(),
@@ -191,25 +205,86 @@ fn score_input(
     Ok((layout, scorer.scored))
 }
 
+/// The normalisation the model was trained with, from its metadata.
+fn normalisation_of(
+    metadata: &ModelMetadata,
+    job: &DirectoryJob,
+) -> Result<NormalisationSpec, SubmitError> {
+    serde_json::from_value(metadata.input.normalisation.clone()).map_err(|e| SubmitError::Input {
+        path: job.model_dir.join(model::metadata::METADATA_FILE),
+        message: format!("unreadable normalisation: {e}"),
+    })
+}
+
+/// `explain.png`: the candidates asked for, each with its occlusion map.
+fn explain(
+    job: &DirectoryJob,
+    normalisation: &NormalisationSpec,
+    explained: &[(String, Vec<f32>, f64)],
+    choice: &ThresholdChoice,
+) -> Result<(), SubmitError> {
+    let n = explained.len();
+    let stamps: Vec<f32> = explained.iter().flat_map(|e| e.1.iter().copied()).collect();
+    let set = StampSet::from_parts(
+        explained.iter().map(|e| e.0.clone()).collect(),
+        vec![None; n],
+        stamps,
+        vec![0.0; n],
+        FeatureMeta::new(normalisation.clone(), String::new()),
+    );
+    let rows: Vec<usize> = (0..n).collect();
+    let maps = evaluate::explain::occlusion_maps(&job.model_dir, &set, &rows)?;
+    let p_real = choice.calibrated(&explained.iter().map(|e| e.2).collect::<Vec<_>>());
+    let captions: Vec<String> = explained
+        .iter()
+        .zip(&p_real)
+        .map(|(e, p)| {
+            let call = if *p >= choice.threshold {
+                "real"
+            } else {
+                "bogus"
+            };
+            format!("{}   P(real) {p:.3}: called {call}", e.0)
+        })
+        .collect();
+    let title = format!(
+        "{}: why each candidate was called real or bogus",
+        job.input.display()
+    );
+    evaluate::figures::explained_gallery(
+        &job.out_dir.join(EXPLAIN_PNG),
+        &title,
+        &set,
+        &rows,
+        &captions,
+        &maps,
+    )?;
+    Ok(())
+}
+
 /// Read, check and score the directory; write `predictions.csv`, `summary.json`,
 /// `p_real.png` and, with labels, `metrics.json` and the evaluation plots.
 pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitError> {
     let metadata = ModelMetadata::read(&job.model_dir)?;
-    let normalisation: NormalisationSpec =
-        serde_json::from_value(metadata.input.normalisation.clone()).map_err(|e| {
-            SubmitError::Input {
-                path: job.model_dir.join(model::metadata::METADATA_FILE),
-                message: format!("unreadable normalisation: {e}"),
-            }
-        })?;
-    let (layout, scored) = score_input(job, normalisation)?;
+    let (layout, scored) = score_input(job, normalisation_of(&metadata, job)?)?;
     let Scored {
         ids,
         p_real: model_p_real,
         labels,
         centre_snr,
         dropped_duplicates,
+        explained,
     } = scored;
+    if let Some(missing) = job
+        .explain
+        .iter()
+        .find(|id| !explained.iter().any(|e| &e.0 == *id))
+    {
+        return Err(SubmitError::Input {
+            path: job.input.clone(),
+            message: format!("--explain {missing}: no candidate has this id"),
+        });
+    }
     let choice = ThresholdChoice::read_for_model(&job.evaluate_dir, &job.model_dir)?;
     let p_real = choice.calibrated(&model_p_real);
 
@@ -231,6 +306,9 @@ pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitE
         true,
     )
     .map_err(evaluate::EvaluateError::from)?;
+    if !explained.is_empty() {
+        explain(job, &normalisation_of(&metadata, job)?, &explained, &choice)?;
+    }
     let metrics = labels.map(|labels| {
         let scores = Scores {
             labels,

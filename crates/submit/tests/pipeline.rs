@@ -252,19 +252,21 @@ fn predict_scores_a_new_directory_in_either_layout() {
     let labels: String = (0..n).map(|i| format!("{}\n", i % 2)).collect();
     std::fs::write(plain.join("labels.csv"), labels).unwrap();
 
-    let predict = |dir: &Path, out: &Path| {
+    let predict_with = |dir: &Path, out: &Path, extra: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_predict"))
             .arg(dir)
             .arg("--model")
             .arg(&pipeline.artifacts)
             .arg("--out")
             .arg(out)
+            .args(extra)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);
         (output.status.success(), text)
     };
+    let predict = |dir: &Path, out: &Path| predict_with(dir, out, &[]);
     let p_real = |out: &Path| -> Vec<String> {
         std::fs::read_to_string(out.join("predictions.csv"))
             .unwrap()
@@ -297,6 +299,16 @@ fn predict_scores_a_new_directory_in_either_layout() {
         .map(|l| l.split(',').next().unwrap().to_string())
         .collect();
     assert_eq!(ids, (0..n).map(|i| format!("cand-{i}")).collect::<Vec<_>>());
+
+    // Explanations of chosen candidates; an unknown id is one line, and nothing is written.
+    let out_explain = root.path().join("out-explain");
+    let (ok, text) = predict_with(&with_ids, &out_explain, &["--explain", "cand-1,cand-4"]);
+    assert!(ok && out_explain.join("explain.png").exists(), "{text}");
+    let out_unknown = root.path().join("out-unknown");
+    let (ok, text) = predict_with(&with_ids, &out_unknown, &["--explain", "cand-9"]);
+    let error = text.lines().find(|l| l.starts_with("error")).unwrap_or_default();
+    assert!(!ok && error.contains("--explain cand-9"), "{text}");
+    assert!(!out_unknown.exists(), "nothing written for a refused --explain");
 
     // The same stamps as NumPy arrays, channels last: .npy alone, .npz with labels.
     let pixel = |i: usize, c: usize, p: usize| csv_row(i, c)[p].parse::<f32>().unwrap();

@@ -28,6 +28,10 @@ struct Args {
     /// Output directory (default: <model>/predict/<input directory name>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Explain these candidates (ids, comma-separated): each with its occlusion map, in
+    /// explain.png (for NumPy input without ids, the ids are the row numbers from 0).
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    explain: Vec<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +52,7 @@ fn run() -> Result<()> {
         evaluate_dir: args.model.join("evaluate"),
         layout: args.layout,
         duplicates: args.duplicates,
+        explain: args.explain,
         input: args.input,
     };
     let summary = predict_directory(&job)?;
