@@ -247,10 +247,11 @@ fn explain(
             format!("{}   P(real) {p:.3}: called {call}", e.0)
         })
         .collect();
-    let title = format!(
-        "{}: why each candidate was called real or bogus",
-        job.input.display()
+    let name = job.input.file_name().map_or_else(
+        || job.input.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
     );
+    let title = format!("{name}: why real or bogus");
     evaluate::figures::explained_gallery(
         &job.out_dir.join(EXPLAIN_PNG),
         &title,

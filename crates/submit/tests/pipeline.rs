@@ -306,9 +306,15 @@ fn predict_scores_a_new_directory_in_either_layout() {
     assert!(ok && out_explain.join("explain.png").exists(), "{text}");
     let out_unknown = root.path().join("out-unknown");
     let (ok, text) = predict_with(&with_ids, &out_unknown, &["--explain", "cand-9"]);
-    let error = text.lines().find(|l| l.starts_with("error")).unwrap_or_default();
+    let error = text
+        .lines()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or_default();
     assert!(!ok && error.contains("--explain cand-9"), "{text}");
-    assert!(!out_unknown.exists(), "nothing written for a refused --explain");
+    assert!(
+        !out_unknown.exists(),
+        "nothing written for a refused --explain"
+    );
 
     // The same stamps as NumPy arrays, channels last: .npy alone, .npz with labels.
     let pixel = |i: usize, c: usize, p: usize| csv_row(i, c)[p].parse::<f32>().unwrap();
