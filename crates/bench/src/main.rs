@@ -284,9 +284,7 @@ fn ingest_and_features(
     let mut bytes = 0;
     for split in pipeline.data.splits.values() {
         let labels = split.dir.join(&pipeline.data.files.labels);
-        for channel in hits_core::Channel::ALL {
-            bytes += file_size(&split.dir.join(pipeline.data.files.channel(channel)))?;
-        }
+        bytes += channel_bytes(&pipeline.data, &split.dir)?;
         if split.labelled {
             bytes += file_size(&labels)?;
         }
@@ -334,11 +332,7 @@ fn predict_set(data: &Pipeline, model: &Pipeline, set: &str) -> anyhow::Result<P
     let candidates = summary["candidates"]
         .as_u64()
         .context("summary without candidates")? as usize;
-    let mut bytes = 0;
-    for channel in hits_core::Channel::ALL {
-        bytes += file_size(&split.dir.join(data.data.files.channel(channel)))?;
-    }
-    let csv_megabytes = bytes as f64 / 1e6;
+    let csv_megabytes = channel_bytes(&data.data, &split.dir)? as f64 / 1e6;
     Ok(PredictRun {
         set: set.into(),
         candidates,
@@ -347,6 +341,14 @@ fn predict_set(data: &Pipeline, model: &Pipeline, set: &str) -> anyhow::Result<P
         csv_megabytes_per_second: csv_megabytes / run.seconds,
         run,
     })
+}
+
+/// Bytes of the four channel CSVs in `dir`.
+fn channel_bytes(data: &hits_core::config::DataConfig, dir: &Path) -> anyhow::Result<u64> {
+    hits_core::Channel::ALL
+        .iter()
+        .map(|&c| file_size(&dir.join(data.files.channel(c))))
+        .sum()
 }
 
 fn file_size(path: &Path) -> anyhow::Result<u64> {

@@ -177,7 +177,7 @@ fn unique_names(path: &Path, fields: &[&str]) -> Result<Vec<String>, IngestError
 }
 
 /// The first line of a file, after checking it exists and is not empty.
-fn first_line(path: &Path) -> Result<String, IngestError> {
+pub(crate) fn first_line(path: &Path) -> Result<String, IngestError> {
     let file = File::open(path).map_err(|e| {
         let message = if e.kind() == std::io::ErrorKind::NotFound {
             "file not found".to_string()

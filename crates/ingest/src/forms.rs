@@ -116,14 +116,7 @@ pub(crate) fn plain(path: &Path) -> Result<PlainCsv, IngestError> {
 /// The cells of the first line of `path` in its plain form (its header, or first row).
 pub fn first_cells(path: &Path) -> Result<Vec<String>, IngestError> {
     let csv = plain(path)?;
-    let mut line = String::new();
-    let file = File::open(csv.path()).map_err(|e| IngestError::file(path, e.to_string()))?;
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut line)
-        .map_err(|e| IngestError::file(path, e.to_string()))?;
-    let line = line.trim_end_matches(['\n', '\r']);
-    if line.is_empty() {
-        return Err(IngestError::file(path, "is empty"));
-    }
+    let line = crate::csv::first_line(csv.path()).map_err(|e| csv.restore(e))?;
     Ok(line.split(',').map(str::to_string).collect())
 }
 

@@ -154,10 +154,11 @@ fn scan_plain_files(
         None => None,
     };
 
+    let keep_records = records == Records::All;
     let mut readers: Vec<ChunkedCsv> = channel_paths
         .iter()
         .zip(&columns)
-        .map(|(path, columns)| ChunkedCsv::open(path, columns, records == Records::All))
+        .map(|(path, columns)| ChunkedCsv::open(path, columns, keep_records))
         .collect::<Result<_, _>>()?;
     let mut ids_seen = IdRegistry::new();
     let mut stamps_seen = StampRegistry::new();
@@ -174,7 +175,7 @@ fn scan_plain_files(
             .zip(stats.par_iter_mut())
             .map(|(reader, stats)| {
                 let part = read_channel_chunk(reader, data.layout, rows, chunk_rows)?;
-                if let Some((_, pixels)) = &part.as_ref().filter(|_| records == Records::All) {
+                if let (true, Some((_, pixels))) = (keep_records, &part) {
                     stats.add(pixels);
                 }
                 Ok(part)
@@ -264,7 +265,7 @@ fn scan_plain_files(
         Some((labels_path, labels)) => {
             let id_at = |row| field_at(labels_path, true, row, 0);
             labels.finish(labels_path, rows, template, id_at)?;
-            if records == Records::All {
+            if keep_records {
                 files.push(FileDigest::of(labels_path)?);
             }
             Some(label_counts)
@@ -276,14 +277,14 @@ fn scan_plain_files(
         rows: rows - dropped.len(),
         dropped,
         label_counts,
-        channel_stats: (records == Records::All)
+        channel_stats: keep_records
             .then(|| std::array::from_fn(|c| stats[c].finish(channel_paths[c].clone()))),
         files,
     })
 }
 
 /// Remove the rows at `indices` (increasing, within the chunk) from `chunk`.
-fn drop_rows(chunk: &mut SplitChunk, indices: impl Iterator<Item = usize>) {
+pub(crate) fn drop_rows(chunk: &mut SplitChunk, indices: impl Iterator<Item = usize>) {
     let mut keep = vec![true; chunk.ids.len()];
     for i in indices {
         keep[i] = false;

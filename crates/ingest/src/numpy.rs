@@ -19,7 +19,7 @@ use hits_core::{Channel, STAMP_PIXELS, STAMP_SIDE};
 use npyz::{NpyFile, Order};
 
 use crate::checks::{IdRegistry, StampRegistry};
-use crate::{IngestError, SplitData};
+use crate::{IngestError, SplitChunk, SplitData, drop_rows};
 
 /// NumPy's reader refuses longer headers (`max_header_size`, NumPy ≥ 1.24).
 const MAX_HEADER_BYTES: usize = 10_000;
@@ -395,46 +395,19 @@ fn check(
     let dropped = StampRegistry::new().add(path, 0, &ids, &stamps.channels, duplicates, |row| {
         ids[row].clone()
     })?;
-    let mut data = SplitData {
+    let mut chunk = SplitChunk {
+        first_row: 0,
         ids,
         labels,
         channels: stamps.channels,
-        dropped: Vec::new(),
     };
-    if !dropped.is_empty() {
-        let keep: Vec<bool> = {
-            let mut keep = vec![true; n];
-            for d in &dropped {
-                keep[d.row - 1] = false;
-            }
-            keep
-        };
-        let kept = |values: &[f32]| -> Vec<f32> {
-            values
-                .chunks_exact(STAMP_PIXELS)
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .flat_map(|(stamp, _)| stamp.iter().copied())
-                .collect()
-        };
-        data.channels = data.channels.map(|c| kept(&c));
-        data.ids = data
-            .ids
-            .into_iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(id, _)| id)
-            .collect();
-        data.labels = data.labels.map(|l| {
-            l.into_iter()
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .map(|(v, _)| v)
-                .collect()
-        });
-    }
-    data.dropped = dropped;
-    Ok(data)
+    drop_rows(&mut chunk, dropped.iter().map(|d| d.row - 1));
+    Ok(SplitData {
+        ids: chunk.ids,
+        labels: chunk.labels,
+        channels: chunk.channels,
+        dropped,
+    })
 }
 
 /// Writers of small `.npy`/`.npz` files for tests (here and in the crates that read them).

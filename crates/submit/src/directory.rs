@@ -1,7 +1,8 @@
 //! Score a directory of candidates never seen before with a trained model, no pipeline file
 //! to write: the four channel CSVs in either layout (detected from the files), optionally
-//! `labels.csv`; or a NumPy `.npy`/`.npz` file (see [`ingest::numpy`]). The same checks as `ingest`, the model's own stored normalisation, its
-//! threshold and temperature from `evaluate`.
+//! `labels.csv`; or a NumPy `.npy`/`.npz` file (see [`ingest::numpy`]). The same checks as
+//! `ingest`, the model's own stored normalisation, its threshold and temperature from
+//! `evaluate`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -267,7 +268,8 @@ fn explain(
 /// `p_real.png` and, with labels, `metrics.json` and the evaluation plots.
 pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitError> {
     let metadata = ModelMetadata::read(&job.model_dir)?;
-    let (layout, scored) = score_input(job, normalisation_of(&metadata, job)?)?;
+    let normalisation = normalisation_of(&metadata, job)?;
+    let (layout, scored) = score_input(job, normalisation.clone())?;
     let Scored {
         ids,
         p_real: model_p_real,
@@ -308,7 +310,7 @@ pub fn predict_directory(job: &DirectoryJob) -> Result<DirectorySummary, SubmitE
     )
     .map_err(evaluate::EvaluateError::from)?;
     if !explained.is_empty() {
-        explain(job, &normalisation_of(&metadata, job)?, &explained, &choice)?;
+        explain(job, &normalisation, &explained, &choice)?;
     }
     let metrics = labels.map(|labels| {
         let scores = Scores {
