@@ -22,8 +22,8 @@ build:
     cargo build --release --workspace --quiet {{features}}
 
 # Stages whose inputs and settings did not change are skipped.
-[doc("Run the pipeline end to end: data, ingest, features, train, evaluate (validation, then the held-out real pixels), submit, score, summary.")]
-all name="default": (score name) (evaluate name "--labelled-splits") (summary name)
+[doc("Run the pipeline end to end: data, ingest, features, train, evaluate (validation, then the held-out real pixels), submit, score, export (ONNX), summary.")]
+all name="default": (score name) (evaluate name "--labelled-splits") (export name) (summary name)
 
 # Simulate the default HiTS candidate set into data/sim/.
 data name="default": build
@@ -68,6 +68,26 @@ submit name="default" *flags="": (evaluate name)
 [doc("Score every candidate of a directory of channel CSVs (either layout; with labels.csv also the metrics), or of a .npy/.npz file, with a trained model.")]
 predict input model="artifacts" *flags="": build
     {{bin}}/predict {{input}} --model {{model}} {{flags}}
+
+# The model as `artifacts/export/model.onnx` (raw stamps in, P(real) out; normalisation and
+# temperature inside), checked with tract against our own inference on every test candidate.
+[doc("Export the trained model as ONNX for other runtimes -> artifacts/export/ (model.onnx, export.json, check.csv).")]
+export name="default" *flags="": (evaluate name)
+    {{bin}}/export --pipeline pipelines/{{name}}.toml {{flags}}
+
+# Makes python/.venv (onnxruntime, numpy) the first time, like bench-peers' own venv.
+[doc("Run the exported model in onnxruntime (python/score_onnx.py) on the test split's CSVs; fails unless it agrees with ours to 1e-5.")]
+export-check name="default": (export name)
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x python/.venv/bin/python ]; then
+        python3 -m venv python/.venv
+        python/.venv/bin/pip install --quiet --disable-pip-version-check -r python/requirements.txt
+    fi
+    artifacts=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("artifacts", "artifacts"))' pipelines/{{name}}.toml)
+    input=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["check"]["input"])' "$artifacts/export/export.json")
+    python/.venv/bin/python python/score_onnx.py "$artifacts/export/model.onnx" "$input" \
+        --compare "$artifacts/export/check.csv" --out "$artifacts/export/onnxruntime_predictions.csv"
 
 [doc("Accuracy and F1 of the submission against an answer key (id,label) -> artifacts/submit/score.json.")]
 score name="default" answers="data/sim/test_labels.csv": (submit name)

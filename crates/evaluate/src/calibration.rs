@@ -69,7 +69,7 @@ impl Calibration {
 }
 
 /// Keeps log-odds finite for scores of exactly 0 or 1.
-const P_CLAMP: f64 = 1e-7;
+pub const P_CLAMP: f64 = 1e-7;
 
 /// `p` with its log-odds divided by `temperature` (> 1 softens, < 1 sharpens).
 pub fn apply_temperature(p: f64, temperature: f64) -> f64 {

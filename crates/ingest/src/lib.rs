@@ -452,6 +452,11 @@ pub fn report(scan: &SplitScan, seconds: f64) -> SplitReport {
     }
 }
 
+/// `<artifacts>/ingest/<split>.arrow`: a split's validated candidates.
+pub fn split_path(pipeline: &Pipeline, split: &str) -> PathBuf {
+    pipeline.stage_dir(STAGE).join(format!("{split}.arrow"))
+}
+
 /// Every CSV `run` reads, split by split: what decides whether ingest is up to date.
 pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
     pipeline
@@ -482,7 +487,7 @@ fn run_in_pool(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
         .into_par_iter()
         .map(|(name, split)| {
             let started = Instant::now();
-            let mut writer = IpcWriter::create(&dir.join(format!("{name}.arrow")), &schema)?;
+            let mut writer = IpcWriter::create(&split_path(pipeline, name), &schema)?;
             let scan = scan_split(
                 &pipeline.data,
                 name,

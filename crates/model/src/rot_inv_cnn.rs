@@ -34,7 +34,8 @@ fn act<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     leaky_relu(x, SLOPE)
 }
 
-const SLOPE: f64 = 0.01;
+/// Slope of the leaky ReLU after every convolution and hidden dense layer.
+pub const SLOPE: f64 = 0.01;
 const DENSE: usize = 64;
 /// Side after padding (27), the 4x4 conv (24) and two poolings.
 const TOWER_SIDE: usize = (SIDE + 2 * 3 - 3) / 4;
@@ -51,16 +52,20 @@ pub struct RotInvCnnConfig {
 
 #[derive(Module, Debug)]
 pub struct RotInvCnn<B: Backend> {
-    conv1: Conv2d<B>,
-    conv2: Conv2d<B>,
-    conv3: Conv2d<B>,
-    conv4: Conv2d<B>,
-    conv5: Conv2d<B>,
-    pool: MaxPool2d,
-    dense_rotation: Linear<B>,
-    dense: Linear<B>,
-    dropout: Dropout,
-    output: Linear<B>,
+    pub conv1: Conv2d<B>,
+    /// Followed by the first pooling.
+    pub conv2: Conv2d<B>,
+    pub conv3: Conv2d<B>,
+    pub conv4: Conv2d<B>,
+    /// Followed by the second pooling.
+    pub conv5: Conv2d<B>,
+    pub pool: MaxPool2d,
+    /// Per rotation, before the rotations are averaged.
+    pub dense_rotation: Linear<B>,
+    pub dense: Linear<B>,
+    pub dropout: Dropout,
+    /// The logits layer.
+    pub output: Linear<B>,
 }
 
 impl RotInvCnnConfig {

@@ -32,10 +32,13 @@ pub struct SeedCnnConfig {}
 
 #[derive(Module, Debug)]
 pub struct SeedCnn<B: Backend> {
-    convs: Vec<Conv2d<B>>,
-    pool: MaxPool2d,
-    dense: Vec<Linear<B>>,
-    output: Linear<B>,
+    /// The four 2x2 convolutions (valid padding: [`KERAS_SAME_2X2`] is added before each).
+    pub convs: Vec<Conv2d<B>>,
+    pub pool: MaxPool2d,
+    /// The three sigmoid dense layers.
+    pub dense: Vec<Linear<B>>,
+    /// The logits layer.
+    pub output: Linear<B>,
 }
 
 /// Convolution channels of the four blocks.

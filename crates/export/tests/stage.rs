@@ -1,0 +1,84 @@
+//! `export` as a stage: a tiny pipeline trained on the `features::toy` set, evaluated, then
+//! exported by the binary, which checks the graph with tract on the test split.
+
+use std::path::Path;
+use std::process::Command;
+
+use features::toy::{seed_pipeline, stamp, write_features};
+use hits_core::arrow_io::write_ipc;
+use hits_core::config::SplitConfig;
+use hits_core::{CoreError, STAMP_PIXELS};
+
+fn export(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_export"))
+        .arg("--pipeline")
+        .arg(pipeline_file)
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn export_writes_a_checked_graph_then_skips_and_refuses_a_missing_threshold() {
+    let root = tempfile::tempdir().unwrap();
+    let (pipeline, pipeline_file) = seed_pipeline(root.path(), 2, 60, |p| {
+        p.data.splits.insert(
+            "test".into(),
+            SplitConfig {
+                dir: "unused".into(),
+                labelled: false,
+            },
+        );
+    });
+    // The toy features are unnormalised, so the raw ingest stamps are the same values.
+    write_features(&pipeline, &[("train", 60, true), ("test", 40, false)]);
+    let rows = 40;
+    let mut channels: [Vec<f32>; 4] = Default::default();
+    for i in 0..rows {
+        for (c, plane) in stamp(i).chunks_exact(STAMP_PIXELS).enumerate() {
+            channels[c].extend_from_slice(plane);
+        }
+    }
+    let chunk = ingest::SplitChunk {
+        first_row: 0,
+        ids: (0..rows).map(|i| format!("test-{i:03}")).collect(),
+        labels: None,
+        channels,
+    };
+    write_ipc::<CoreError>(
+        &ingest::split_path(&pipeline, "test"),
+        ingest::schema(),
+        [Ok(ingest::record_batch(chunk))],
+    )
+    .unwrap();
+    train::run(&pipeline, false).unwrap();
+    evaluate::run(&pipeline, None).unwrap();
+
+    let (ok, text) = export(&pipeline_file, &[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("tract agrees with the model on 40 candidates"),
+        "{text}"
+    );
+    let dir = pipeline.stage_dir(export::STAGE);
+    let summary: serde_json::Value =
+        hits_core::io::read_json(&dir.join(export::SUMMARY_FILE)).unwrap();
+    assert_eq!(summary["check"]["candidates"], 40);
+    assert!(summary["check"]["max_abs_difference"].as_f64().unwrap() <= 1e-5);
+    assert_eq!(summary["input"]["name"], "stamps");
+    assert!(dir.join(export::ONNX_FILE).exists());
+
+    let (ok, text) = export(&pipeline_file, &[]);
+    assert!(ok && text.contains("up to date"), "{text}");
+
+    // Without the threshold `evaluate` chose, there is nothing to export: one line, no file.
+    std::fs::remove_file(dir.join(export::ONNX_FILE)).unwrap();
+    std::fs::remove_file(pipeline.stage_dir("evaluate").join("threshold.json")).unwrap();
+    let (ok, text) = export(&pipeline_file, &["--force"]);
+    assert!(!ok && text.contains("threshold.json"), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    assert!(!dir.join(export::ONNX_FILE).exists());
+}
