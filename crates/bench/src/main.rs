@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hits_core::Pipeline;
+use hits_core::Stage;
 use hits_core::config::ModelKind;
 use serde::Serialize;
 
@@ -216,7 +217,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         predict.push(predict_set(&large.0, &seed.0, &name)?);
     }
 
-    let set = features::StampSet::read(&seed.0.stage_dir("features").join("train.arrow"))?;
+    let set = features::StampSet::read(&seed.0.stage_dir(Stage::Features).join("train.arrow"))?;
     // The largest batch timed, reused cyclically for smaller ones.
     let stamps = set.stamps.range(0..set.len().min(1024))?;
     let mut inference = Vec::new();
@@ -292,7 +293,7 @@ fn ingest_and_features(
     for name in pipeline.data.splits.keys() {
         let report: serde_json::Value = hits_core::io::read_json(
             &pipeline
-                .stage_dir("ingest")
+                .stage_dir(Stage::Ingest)
                 .join(format!("{name}.report.json")),
         )?;
         candidates += report["rows"].as_u64().context("report without rows")? as usize;
@@ -359,7 +360,7 @@ fn file_size(path: &Path) -> anyhow::Result<u64> {
 
 fn train((pipeline, path): &(Pipeline, PathBuf), recipe: &str) -> anyhow::Result<Training> {
     let run = run_stage("train", &["--force"], path)?;
-    let history_path = pipeline.stage_dir("train").join("history.csv");
+    let history_path = pipeline.stage_dir(Stage::Train).join(::train::HISTORY_FILE);
     let history = std::fs::read_to_string(&history_path)
         .with_context(|| format!("{}: cannot read", history_path.display()))?;
     let rows: Vec<Vec<f64>> = history
@@ -372,8 +373,11 @@ fn train((pipeline, path): &(Pipeline, PathBuf), recipe: &str) -> anyhow::Result
         })
         .collect();
     // Columns: epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds
-    let split: serde_json::Value =
-        hits_core::io::read_json(&pipeline.stage_dir("train").join("split.json"))?;
+    let split: serde_json::Value = hits_core::io::read_json(
+        &pipeline
+            .stage_dir(Stage::Train)
+            .join(::train::split::SPLIT_FILE),
+    )?;
     Ok(Training {
         recipe: recipe.into(),
         model: pipeline.model.kind,

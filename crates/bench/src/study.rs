@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use evaluate::{Report, Scores, ThresholdChoice};
 use hits_core::Pipeline;
+use hits_core::Stage;
 use hits_core::config::SplitConfig;
 use hits_core::manifest::Manifest;
 use hits_core::table::Table;
@@ -101,7 +102,7 @@ pub fn run(args: &StudyArgs, date: String) -> anyhow::Result<()> {
             }
             run_stage("submit", &["predict", "--split", SPLIT], &path)?;
             let report = score(&pipeline, &answers)?;
-            let train_seconds = Manifest::read(&pipeline.stage_dir("train"))?.seconds;
+            let train_seconds = Manifest::read(&pipeline.stage_dir(Stage::Train))?.seconds;
             tracing::info!(
                 "study: {stem}, seed {seed}: accuracy {:.4}, ROC AUC {:.5}",
                 report.accuracy,
@@ -150,14 +151,16 @@ fn names(pipelines: &[PathBuf]) -> anyhow::Result<Vec<String>> {
 
 /// The run's study-set predictions against the answer key, at its chosen threshold.
 fn score(pipeline: &Pipeline, answers: &Path) -> anyhow::Result<Report> {
-    let predictions = pipeline.stage_dir("submit").join(submit::PREDICTIONS_FILE);
+    let predictions = pipeline
+        .stage_dir(Stage::Submit)
+        .join(submit::PREDICTIONS_FILE);
     let table = Table::read(&predictions)?;
     let ids = table.texts("id")?;
     let p_real = table.numbers("p_real")?;
     let labels = submit::answers_for(&ids, &predictions, answers)?;
     let choice = ThresholdChoice::read_for_model(
-        &pipeline.stage_dir("evaluate"),
-        &pipeline.stage_dir("train"),
+        &pipeline.stage_dir(Stage::Evaluate),
+        &pipeline.stage_dir(Stage::Train),
     )?;
     let scores = Scores {
         labels,

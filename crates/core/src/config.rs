@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::io::write_bytes_atomic;
+use crate::stage::Stage;
 use crate::{Channel, CoreError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -565,8 +566,8 @@ impl Pipeline {
     }
 
     /// `<artifacts>/<stage>`.
-    pub fn stage_dir(&self, stage: &str) -> PathBuf {
-        self.artifacts.join(stage)
+    pub fn stage_dir(&self, stage: Stage) -> PathBuf {
+        self.artifacts.join(stage.name())
     }
 
     /// The resolved configuration as TOML, as written beside every stage's artifacts.
@@ -579,17 +580,12 @@ impl Pipeline {
         blake3::hash(self.to_toml().as_bytes()).to_hex().to_string()
     }
 
-    /// BLAKE3 of the parts of the configuration `stage` reads (besides its input files,
-    /// whose hashes carry the earlier stages' settings). Recorded in the stage's manifest, so
-    /// that changing, say, `[evaluate]` does not make the trained model stale. Stages not
-    /// listed depend on the whole configuration.
-    pub fn stage_config_hash(&self, stage: &str) -> String {
-        let keys: &[&str] = match stage {
-            "simulate" => &["seed", "simulate", "data"],
-            "ingest" => &["data"],
-            "features" => &["data", "features"],
-            "train" => &["seed", "data", "features", "model", "train"],
-            _ => return self.config_hash(),
+    /// BLAKE3 of the parts of the configuration `stage` reads ([`Stage::settings`]).
+    /// Recorded in the stage's manifest, so that changing, say, `[evaluate]` does not make
+    /// the trained model stale.
+    pub fn stage_config_hash(&self, stage: Stage) -> String {
+        let Some(keys) = stage.settings() else {
+            return self.config_hash();
         };
         let mut table = toml::Table::try_from(self).expect("a pipeline always serialises");
         table.retain(|key, _| keys.contains(&key));
@@ -753,26 +749,31 @@ mod tests {
         let mut later = p.clone();
         later.evaluate.threshold = ThresholdRule::EqualErrorRate;
         later.name = "other".into();
-        for stage in ["simulate", "ingest", "features", "train"] {
+        for stage in [
+            Stage::Simulate,
+            Stage::Ingest,
+            Stage::Features,
+            Stage::Train,
+        ] {
             assert_eq!(p.stage_config_hash(stage), later.stage_config_hash(stage));
         }
         assert_ne!(
-            p.stage_config_hash("evaluate"),
-            later.stage_config_hash("evaluate")
+            p.stage_config_hash(Stage::Evaluate),
+            later.stage_config_hash(Stage::Evaluate)
         );
         let mut features = p.clone();
         features.features.normalisation = Normalisation::Zscore;
         assert_eq!(
-            p.stage_config_hash("ingest"),
-            features.stage_config_hash("ingest")
+            p.stage_config_hash(Stage::Ingest),
+            features.stage_config_hash(Stage::Ingest)
         );
         assert_ne!(
-            p.stage_config_hash("features"),
-            features.stage_config_hash("features")
+            p.stage_config_hash(Stage::Features),
+            features.stage_config_hash(Stage::Features)
         );
         assert_ne!(
-            p.stage_config_hash("train"),
-            features.stage_config_hash("train")
+            p.stage_config_hash(Stage::Train),
+            features.stage_config_hash(Stage::Train)
         );
     }
 

@@ -14,6 +14,7 @@ pub mod table;
 pub use channel::{Channel, STAMP_PIXELS, STAMP_SIDE, TENSOR_LEN};
 pub use config::Pipeline;
 pub use error::CoreError;
+pub use stage::Stage;
 
 /// Run a stage binary's body: set up logging, and turn an error into one `error: …` line on
 /// stderr and a non-zero exit status (never a panic or a multi-line backtrace).

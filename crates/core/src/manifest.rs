@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
 use crate::io::{Hashed, read_json, write_json_atomic};
+use crate::stage::Stage;
 
 /// A file and the BLAKE3 hash of its contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +54,7 @@ impl FileDigest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
-    pub stage: String,
+    pub stage: Stage,
     pub crate_version: String,
     pub pipeline: String,
     /// BLAKE3 of the configuration the stage reads ([`crate::Pipeline::stage_config_hash`]).
@@ -98,9 +99,9 @@ impl Program {
 impl Manifest {
     pub const FILE_NAME: &'static str = "manifest.json";
 
-    pub fn new(stage: &str, crate_version: &str, pipeline: &crate::Pipeline) -> Self {
+    pub fn new(stage: Stage, crate_version: &str, pipeline: &crate::Pipeline) -> Self {
         Manifest {
-            stage: stage.to_string(),
+            stage,
             crate_version: crate_version.to_string(),
             pipeline: pipeline.name.clone(),
             config_hash: pipeline.stage_config_hash(stage),
@@ -194,7 +195,7 @@ impl Manifest {
 
     /// True when a stage that ran with the same configuration on these inputs can be skipped.
     pub fn is_up_to_date(&self, pipeline: &crate::Pipeline, inputs: &[PathBuf]) -> bool {
-        self.config_hash == pipeline.stage_config_hash(&self.stage)
+        self.config_hash == pipeline.stage_config_hash(self.stage)
             && self.program.is_some()
             && self.program == Program::current()
             && self.inputs.len() == inputs.len()
@@ -221,7 +222,7 @@ mod tests {
         let out = dir.path().join("train.arrow");
         write_bytes_atomic(&out, b"arrow bytes").unwrap();
         let pipeline = crate::Pipeline::default();
-        let mut manifest = Manifest::new("ingest", "0.1.0", &pipeline);
+        let mut manifest = Manifest::new(Stage::Ingest, "0.1.0", &pipeline);
         manifest.add_output(&out).unwrap();
         manifest.write(dir.path()).unwrap();
         let manifest = Manifest::read(dir.path()).unwrap();

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use features::StampSet;
 use hits_core::Pipeline;
+use hits_core::Stage;
 use hits_core::config::{CalibrationMethod, ModelKind, TRUTH_FILE, ThresholdRule};
 use hits_core::io::{write_bytes_atomic, write_json_atomic};
 use hits_core::manifest::Manifest;
@@ -37,12 +38,10 @@ pub use predict::{predict, predict_with_progress};
 pub use scores::read_scores;
 pub use threshold::{THRESHOLD_FILE, ThresholdChoice};
 
-pub const STAGE: &str = "evaluate";
+pub const STAGE: Stage = Stage::Evaluate;
 pub const METRICS_FILE: &str = "metrics.json";
 pub const MISCLASSIFIED_FILE: &str = "misclassified.csv";
 pub const REPORT_FILE: &str = "report.md";
-/// `train`'s curves, copied beside the other plots so the report is self-contained.
-const TRAINING_CURVES: [&str; 2] = ["loss.png", "accuracy.png"];
 
 /// `metrics.json` of a model evaluation: the [`Report`] at the chosen threshold, and what
 /// was evaluated.
@@ -87,7 +86,7 @@ pub fn input_files(pipeline: &Pipeline, split: Option<&str>) -> Vec<PathBuf> {
     match split {
         None => {
             files.push(train_dir.join(train::split::SPLIT_FILE));
-            files.extend(TRAINING_CURVES.map(|name| train_dir.join(name)));
+            files.extend(train::CURVE_PNGS.map(|name| train_dir.join(name)));
             files.push(train::features_path(pipeline));
         }
         Some(split) => {
@@ -205,7 +204,7 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
     outputs.push(gallery);
     if split.is_none() {
         outputs.push(choice.write(&dir)?);
-        for name in TRAINING_CURVES {
+        for name in train::CURVE_PNGS {
             let from = train_dir.join(name);
             let bytes = std::fs::read(&from).map_err(|e| hits_core::CoreError::io(&from, e))?;
             write_bytes_atomic(&dir.join(name), &bytes)?;

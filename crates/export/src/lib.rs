@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use evaluate::{THRESHOLD_FILE, ThresholdChoice};
 use features::NormalisationSpec;
+use hits_core::Stage;
 use hits_core::arrow_io;
 use hits_core::config::ModelKind;
 use hits_core::io::{write_bytes_atomic, write_json_atomic};
@@ -34,7 +35,7 @@ pub use error::ExportError;
 use crate::check::{Comparison, OnnxRunner, TOLERANCE};
 use crate::onnx::GraphSpec;
 
-pub const STAGE: &str = "export";
+pub const STAGE: Stage = Stage::Export;
 pub const ONNX_FILE: &str = "model.onnx";
 pub const SUMMARY_FILE: &str = "export.json";
 /// `id,p_real` of the check split by the project's own inference: what any runtime running

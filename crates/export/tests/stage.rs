@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use features::toy::{seed_pipeline, stamp, write_features};
+use hits_core::Stage;
 use hits_core::arrow_io::write_ipc;
 use hits_core::config::SplitConfig;
 use hits_core::{CoreError, STAMP_PIXELS};
@@ -76,7 +77,7 @@ fn export_writes_a_checked_graph_then_skips_and_refuses_a_missing_threshold() {
 
     // Without the threshold `evaluate` chose, there is nothing to export: one line, no file.
     std::fs::remove_file(dir.join(export::ONNX_FILE)).unwrap();
-    std::fs::remove_file(pipeline.stage_dir("evaluate").join("threshold.json")).unwrap();
+    std::fs::remove_file(pipeline.stage_dir(Stage::Evaluate).join("threshold.json")).unwrap();
     let (ok, text) = export(&pipeline_file, &["--force"]);
     assert!(!ok && text.contains("threshold.json"), "{text}");
     assert_eq!(text.trim().lines().count(), 1, "{text}");

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float32Array, RecordBatch};
+use hits_core::Stage;
 use hits_core::arrow_io::{
     self, IpcWriter, expect_field, f32_list_array, f32_list_field, id_field, label_field,
 };
@@ -35,8 +36,7 @@ pub use stamp_set::{CENTRE_PIXEL, FeatureMeta, StampSet, Stamps, open_split, spl
 
 use crate::normalise::ChannelMoments;
 
-pub const STAGE: &str = "features";
-const INGEST_STAGE: &str = "ingest";
+pub const STAGE: Stage = Stage::Features;
 
 /// Check that an ingest file has the columns this stage reads.
 fn check_ingest_schema(
@@ -138,7 +138,7 @@ pub struct SplitSummary {
 
 /// The ingest files `run` reads: what decides whether the features are up to date.
 pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
-    let ingest_dir = pipeline.stage_dir(INGEST_STAGE);
+    let ingest_dir = pipeline.stage_dir(Stage::Ingest);
     pipeline
         .data
         .splits
@@ -149,7 +149,7 @@ pub fn input_files(pipeline: &Pipeline) -> Vec<PathBuf> {
 
 /// Build the features of every split of the pipeline.
 pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
-    let ingest_dir = pipeline.stage_dir(INGEST_STAGE);
+    let ingest_dir = pipeline.stage_dir(Stage::Ingest);
     let ingest_manifest = Manifest::read(&ingest_dir)?;
     let inputs: Vec<(String, PathBuf, FileDigest)> = pipeline
         .data

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt8Array};
 use arrow::datatypes::Schema;
 use features::{CENTRE_PIXEL, NormalisationSpec, StampSet};
+use hits_core::Stage;
 use hits_core::arrow_io::{f32_list_array, f32_list_field, id_field, label_field, write_ipc};
 use hits_core::config::{Normalisation, SplitConfig};
 use hits_core::manifest::Manifest;
@@ -17,11 +18,11 @@ fn pixel(channel: usize, row: usize, p: usize) -> f32 {
 
 /// Write `<artifacts>/ingest/<split>.arrow` for every (split, rows, labelled), and its manifest.
 fn write_ingest(pipeline: &Pipeline, splits: &[(&str, usize, bool)]) {
-    let dir = pipeline.stage_dir("ingest");
+    let dir = pipeline.stage_dir(Stage::Ingest);
     let mut fields = vec![id_field(), label_field()];
     fields.extend(Channel::ALL.map(|c| f32_list_field(c.name(), STAMP_PIXELS)));
     let schema = Arc::new(Schema::new(fields));
-    let mut manifest = Manifest::new("ingest", "test", pipeline);
+    let mut manifest = Manifest::new(Stage::Ingest, "test", pipeline);
     for &(split, rows, labelled) in splits {
         let ids: ArrayRef = Arc::new(StringArray::from_iter_values(
             (0..rows).map(|r| format!("{split}-{r}")),
@@ -177,7 +178,7 @@ fn a_split_that_fails_replaces_no_features_file() {
     let before = inode();
     // The test split's ingest file loses its stamp columns (listed in the manifest, so it
     // passes the hash check and fails while its features are built).
-    let dir = pipeline.stage_dir("ingest");
+    let dir = pipeline.stage_dir(Stage::Ingest);
     let test_path = dir.join("test.arrow");
     let schema = Arc::new(Schema::new(vec![id_field(), label_field()]));
     let columns: Vec<ArrayRef> = vec![
@@ -190,7 +191,7 @@ fn a_split_that_fails_replaces_no_features_file() {
         [Ok(RecordBatch::try_new(schema, columns).unwrap())],
     )
     .unwrap();
-    let mut manifest = Manifest::new("ingest", "test", &pipeline);
+    let mut manifest = Manifest::new(Stage::Ingest, "test", &pipeline);
     manifest.add_output(&dir.join("train.arrow")).unwrap();
     manifest.add_output(&test_path).unwrap();
     manifest.write(&dir).unwrap();

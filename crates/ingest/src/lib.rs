@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt8Array};
 use arrow::datatypes::{Schema, SchemaRef};
+use hits_core::Stage;
 use hits_core::arrow_io::{
     BATCH_ROWS, IpcWriter, f32_list_array, f32_list_field, id_field, label_field,
 };
@@ -44,7 +45,7 @@ use crate::csv::{
 use crate::report::StatsAccumulator;
 pub use checks::DroppedDuplicate;
 
-pub const STAGE: &str = "ingest";
+pub const STAGE: Stage = Stage::Ingest;
 
 /// Candidates per chunk: one chunk of each channel file is in memory at a time, and each
 /// becomes one record batch.

@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 
 use arrow::array::Array;
+use hits_core::Stage;
 use hits_core::config::{DataConfig, Layout, SplitConfig};
 use hits_core::{Pipeline, STAMP_PIXELS};
 
@@ -477,7 +478,7 @@ fn run_writes_arrow_report_config_and_manifest() {
     let pipeline = pipeline_for(root.path());
     let reports = ingest::run(&pipeline).unwrap();
     assert_eq!(reports.iter().map(|r| r.rows).collect::<Vec<_>>(), [3, 6]);
-    let dir = pipeline.stage_dir("ingest");
+    let dir = pipeline.stage_dir(Stage::Ingest);
     for name in [
         "train.arrow",
         "test.arrow",
@@ -531,7 +532,7 @@ fn a_bad_split_leaves_earlier_artifacts_untouched() {
     write_split(&root.path().join("test"), 2, Layout::IdHeader);
     let pipeline = pipeline_for(root.path());
     ingest::run(&pipeline).unwrap();
-    let dir = pipeline.stage_dir("ingest");
+    let dir = pipeline.stage_dir(Stage::Ingest);
     let before: Vec<_> = ["train.arrow", "manifest.json"]
         .iter()
         .map(|f| std::fs::read(dir.join(f)).unwrap())

@@ -19,6 +19,7 @@ pub mod writer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use hits_core::Stage;
 use hits_core::config::TRUTH_FILE;
 use hits_core::manifest::{FileDigest, Manifest};
 use hits_core::{Channel, Pipeline};
@@ -32,7 +33,7 @@ pub use conditions::Conditions;
 pub use error::SimError;
 
 /// The stage name in manifests and skip messages.
-pub const STAGE: &str = "simulate";
+pub const STAGE: Stage = Stage::Simulate;
 
 /// Which set of candidates; part of every candidate's random stream and of its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

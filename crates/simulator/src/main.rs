@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hits_core::Pipeline;
+use hits_core::Stage;
 
 #[derive(Parser)]
 #[command(about = "HiTS stamp simulator calibrated to real HiTS 2015 observing conditions")]
@@ -138,7 +139,7 @@ fn run() -> anyhow::Result<()> {
             count,
         } => {
             let pipeline = Pipeline::load(&pipeline)?;
-            let out = out.unwrap_or_else(|| pipeline.stage_dir("sim-check"));
+            let out = out.unwrap_or_else(|| pipeline.stage_dir(Stage::SimCheck));
             let sequences = sequences.or_else(|| simulator::input_files(&pipeline).pop());
             let report = simulator::check::run(&pipeline, &real, sequences.as_deref(), &out, count)
                 .context("realism check failed")?;

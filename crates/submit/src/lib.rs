@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use evaluate::{Confusion, THRESHOLD_FILE, ThresholdChoice};
 use hits_core::Pipeline;
+use hits_core::Stage;
 use hits_core::io::{hash_file, read_json, write_bytes_atomic, write_json_atomic};
 use hits_core::manifest::Manifest;
 use hits_core::table::Table;
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::SubmitError;
 
-pub const STAGE: &str = "submit";
+pub const STAGE: Stage = Stage::Submit;
 pub const SUBMISSION_FILE: &str = "submission.csv";
 pub const PREDICTIONS_FILE: &str = "predictions.csv";
 pub const SCORE_FILE: &str = "score.json";
@@ -324,14 +325,11 @@ pub fn summary(pipeline: &Pipeline) -> Result<String, SubmitError> {
     } else {
         let _ = writeln!(out, "  test: not scored (`just score` with an answer key)");
     }
-    let stages = [
-        ("simulate", pipeline.simulate.out_dir.clone()),
-        ("ingest", pipeline.stage_dir("ingest")),
-        ("features", pipeline.stage_dir(features::STAGE)),
-        ("train", pipeline.stage_dir(train::STAGE)),
-        ("evaluate", evaluate_dir.clone()),
-        ("submit", submit_dir.clone()),
-    ];
+    // The simulator writes its manifest beside the data it makes, not under `artifacts/`.
+    let stages = Stage::PIPELINE.map(|stage| match stage {
+        Stage::Simulate => (stage, pipeline.simulate.out_dir.clone()),
+        _ => (stage, pipeline.stage_dir(stage)),
+    });
     let mut times = Vec::new();
     let mut total = 0.0;
     for (stage, dir) in stages {

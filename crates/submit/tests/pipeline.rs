@@ -7,6 +7,7 @@ use std::process::Command;
 use features::NormalisationSpec;
 use features::toy::{seed_pipeline, write_features, write_features_as};
 use hits_core::Pipeline;
+use hits_core::Stage;
 use hits_core::config::{ModelKind, SplitConfig, ThresholdRule};
 
 fn submit(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
@@ -47,7 +48,7 @@ fn tiny_pipeline_end_to_end() {
     assert_eq!(metrics.metrics.threshold, 0.5);
     // Three epochs rank the classes apart, even if P(real) has not moved far from 0.5 yet.
     assert!(metrics.metrics.roc_auc > 0.9, "{metrics:?}");
-    let eval_dir = pipeline.stage_dir("evaluate");
+    let eval_dir = pipeline.stage_dir(Stage::Evaluate);
     for name in [
         "metrics.json",
         "report.md",
@@ -94,7 +95,7 @@ fn tiny_pipeline_end_to_end() {
     std::fs::write(&pipeline_file, pipeline.to_toml()).unwrap();
     let (ok, out) = submit(&pipeline_file, &["predict"]);
     assert!(ok, "{out}");
-    let submit_dir = pipeline.stage_dir("submit");
+    let submit_dir = pipeline.stage_dir(Stage::Submit);
     let submission = std::fs::read_to_string(submit_dir.join("submission.csv")).unwrap();
     let lines: Vec<&str> = submission.lines().collect();
     assert_eq!(lines[0], "id,label");
@@ -174,7 +175,7 @@ fn the_binary_refuses_a_model_trained_on_other_features() {
     evaluate::run(&pipeline, None).unwrap();
     let (ok, text) = submit(&file, &["predict", "--split", "train"]);
     assert!(ok, "{text}");
-    let out = pipeline.stage_dir("submit");
+    let out = pipeline.stage_dir(Stage::Submit);
     let before: Vec<_> = ["submission.csv", "predictions.csv", "model.json"]
         .iter()
         .map(|name| std::fs::read(out.join(name)).unwrap())

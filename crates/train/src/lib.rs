@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use features::StampSet;
 use hits_core::Pipeline;
+use hits_core::Stage;
 use hits_core::manifest::Manifest;
 use model::channels_last::TrainBackend;
 use model::metadata::{self, InputSpec, ModelMetadata};
@@ -25,9 +26,13 @@ pub use error::TrainError;
 pub use fit::{EpochRow, Examples, FitOptions, Fitted, fit};
 pub use split::Split;
 
-pub const STAGE: &str = "train";
+pub const STAGE: Stage = Stage::Train;
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const HISTORY_FILE: &str = "history.csv";
+/// The training curves `train` draws (and `evaluate` copies beside its report).
+pub const LOSS_PNG: &str = "loss.png";
+pub const ACCURACY_PNG: &str = "accuracy.png";
+pub const CURVE_PNGS: [&str; 2] = [LOSS_PNG, ACCURACY_PNG];
 
 /// What a training run produced.
 #[derive(Debug, Clone)]
@@ -266,13 +271,13 @@ fn write_curves(dir: &Path, history: &[EpochRow]) -> Result<Vec<PathBuf>, TrainE
     let mut paths = Vec::new();
     for (name, title, train, val) in [
         (
-            "loss.png",
+            LOSS_PNG,
             "cross-entropy loss",
             series(|r| r.train_loss),
             series(|r| r.val_loss),
         ),
         (
-            "accuracy.png",
+            ACCURACY_PNG,
             "accuracy",
             series(|r| r.train_accuracy),
             series(|r| r.val_accuracy),

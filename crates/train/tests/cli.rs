@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt8Array};
 use arrow::datatypes::Schema;
+use hits_core::Stage;
 use hits_core::arrow_io::{f32_list_array, f32_list_field, id_field, label_field, write_ipc};
 use hits_core::manifest::Manifest;
 use hits_core::{CoreError, Pipeline, TENSOR_LEN};
@@ -46,7 +47,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn assert_refused(pipeline: &Pipeline, file: &Path, expected: &[&str]) {
-    let dir = pipeline.stage_dir("train");
+    let dir = pipeline.stage_dir(Stage::Train);
     let before = snapshot(&dir);
     let (ok, stderr) = train(file);
     assert!(!ok, "{stderr}");
@@ -65,7 +66,7 @@ fn assert_refused(pipeline: &Pipeline, file: &Path, expected: &[&str]) {
 fn truncated_features_file_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let (pipeline, file) = trained(root.path());
-    let path = pipeline.stage_dir("features").join("train.arrow");
+    let path = pipeline.stage_dir(Stage::Features).join("train.arrow");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     assert_refused(&pipeline, &file, &["train.arrow", "changed or corrupt"]);
@@ -74,7 +75,7 @@ fn truncated_features_file_is_refused() {
 /// Replace the features file with a well-formed Arrow file, listed in the features manifest,
 /// whose one list column is `column` with `size` values per row (two rows).
 fn replace_features(pipeline: &Pipeline, column: &str, size: usize) {
-    let dir = pipeline.stage_dir("features");
+    let dir = pipeline.stage_dir(Stage::Features);
     let path = dir.join("train.arrow");
     let schema = Arc::new(Schema::new(vec![
         id_field(),
@@ -88,7 +89,7 @@ fn replace_features(pipeline: &Pipeline, column: &str, size: usize) {
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
     let digest = write_ipc::<CoreError>(&path, schema, [Ok(batch)]).unwrap();
-    let mut manifest = Manifest::new("features", "test", pipeline);
+    let mut manifest = Manifest::new(Stage::Features, "test", pipeline);
     manifest.add_output_digest(digest);
     manifest.write(&dir).unwrap();
 }

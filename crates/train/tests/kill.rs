@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hits_core::Pipeline;
+use hits_core::Stage;
 use hits_core::config::OptimiserConfig;
 
 fn pipeline(root: &Path) -> (Pipeline, PathBuf) {
@@ -31,7 +32,7 @@ fn train(pipeline: &Path, resume: bool) -> Command {
 /// column. (Not the bytes of `model.mpk`: burn stores a random id per parameter in records,
 /// so two identical models never have identical files.)
 fn outcome(pipeline: &Pipeline) -> (Vec<u32>, Vec<Vec<f64>>) {
-    let dir = pipeline.stage_dir("train");
+    let dir = pipeline.stage_dir(Stage::Train);
     let device = Default::default();
     let metadata = model::ModelMetadata::read(&dir).unwrap();
     let model =
@@ -113,7 +114,7 @@ fn training_killed_at_random_moments_resumes_to_the_same_model() {
         assert!(status.success(), "round {round}: resume failed");
         let what = format!("round {round} (killed at {fraction})");
         assert_same(&outcome(&pipeline), &expected, &what);
-        let leftovers: Vec<_> = std::fs::read_dir(pipeline.stage_dir("train"))
+        let leftovers: Vec<_> = std::fs::read_dir(pipeline.stage_dir(Stage::Train))
             .unwrap()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))

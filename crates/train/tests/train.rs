@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use features::{FeatureMeta, NormalisationSpec, StampSet};
+use hits_core::Stage;
 use hits_core::config::{ModelConfig, ModelKind, OptimiserConfig, TrainConfig};
 use hits_core::{Pipeline, STAMP_PIXELS, STAMP_SIDE, TENSOR_LEN};
 use model::backend::{Cpu, CpuAutodiff};
@@ -227,7 +228,7 @@ fn run_writes_every_output_and_the_model_refuses_other_features() {
     std::fs::write(&features_path, b"stands in for the features file").unwrap();
     let report = train::run_on_set(&pipeline, &set, &features_path, false, false, None).unwrap();
     assert_eq!(report.history.len(), 2);
-    let out = pipeline.stage_dir("train");
+    let out = pipeline.stage_dir(Stage::Train);
     for name in [
         "model.mpk",
         "model.json",
