@@ -81,6 +81,35 @@ pub fn elapsed_seconds() -> f64 {
     STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64())
 }
 
+/// The options every stage binary takes (`#[command(flatten)]` it into the binary's own).
+#[derive(clap::Args, Debug, Clone)]
+pub struct StageArgs {
+    /// Pipeline configuration.
+    #[arg(long, default_value = "pipelines/default.toml")]
+    pub pipeline: PathBuf,
+    /// Run even when the inputs and settings are unchanged since the last run.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl StageArgs {
+    /// The pipeline file, loaded and checked.
+    pub fn load(&self) -> Result<Pipeline, crate::CoreError> {
+        Pipeline::load(&self.pipeline)
+    }
+
+    /// [`skip_if_up_to_date`] for `stage` in its own directory, unless `--force`.
+    pub fn skip(&self, pipeline: &Pipeline, stage: Stage, inputs: &[PathBuf]) -> bool {
+        skip_if_up_to_date(
+            pipeline,
+            stage,
+            &pipeline.stage_dir(stage),
+            inputs,
+            self.force,
+        )
+    }
+}
+
 /// True, after printing `<stage>: up to date (inputs unchanged), skipped`, when `force` is
 /// off and the manifest in `dir` was written by `stage` with the same settings, from exactly
 /// `inputs` with their current contents, and its outputs are intact. Any doubt (no manifest,

@@ -43,6 +43,17 @@ pub const METRICS_FILE: &str = "metrics.json";
 pub const MISCLASSIFIED_FILE: &str = "misclassified.csv";
 pub const REPORT_FILE: &str = "report.md";
 
+/// The files that make a trained and evaluated model: `train`'s record and metadata, and the
+/// threshold (and temperature) `evaluate` chose for it. What `submit` and `export` read.
+pub fn model_files(pipeline: &Pipeline) -> Vec<PathBuf> {
+    let train_dir = pipeline.stage_dir(train::STAGE);
+    vec![
+        train_dir.join(RECORD_FILE),
+        train_dir.join(METADATA_FILE),
+        pipeline.stage_dir(STAGE).join(THRESHOLD_FILE),
+    ]
+}
+
 /// `metrics.json` of a model evaluation: the [`Report`] at the chosen threshold, and what
 /// was evaluated.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,14 +6,14 @@ use anyhow::Result;
 use clap::Parser;
 use evaluate::Report;
 use hits_core::Pipeline;
+use hits_core::stage::StageArgs;
 
 /// Real/bogus metrics, threshold, report and plots of the trained model (or of a predictions file).
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// Pipeline configuration.
-    #[arg(long, default_value = "pipelines/default.toml")]
-    pipeline: PathBuf,
+    #[command(flatten)]
+    stage: StageArgs,
     /// Evaluate this whole labelled split at the chosen threshold (default: the validation
     /// candidates `train` held out, which also chooses the threshold).
     #[arg(long, conflicts_with = "labelled_splits")]
@@ -22,9 +22,6 @@ struct Args {
     /// the chosen threshold into artifacts/evaluate/<split>/; nothing to do if there is none.
     #[arg(long)]
     labelled_splits: bool,
-    /// Run even when the inputs and settings are unchanged since the last run.
-    #[arg(long)]
-    force: bool,
     /// Score external predictions instead: CSV with a header and columns label,p_real[,snr].
     #[arg(long)]
     scores: Option<PathBuf>,
@@ -53,14 +50,14 @@ fn run() -> Result<()> {
         println!("wrote {}", out.display());
         return Ok(());
     }
-    let pipeline = Pipeline::load(&args.pipeline)?;
+    let pipeline = args.stage.load()?;
     if args.labelled_splits {
         for split in evaluate::other_labelled_splits(&pipeline) {
-            evaluate_one(&pipeline, Some(&split), args.force)?;
+            evaluate_one(&pipeline, Some(&split), args.stage.force)?;
         }
         return Ok(());
     }
-    evaluate_one(&pipeline, args.split.as_deref(), args.force)
+    evaluate_one(&pipeline, args.split.as_deref(), args.stage.force)
 }
 
 fn evaluate_one(pipeline: &Pipeline, split: Option<&str>, force: bool) -> Result<()> {

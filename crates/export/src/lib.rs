@@ -44,13 +44,9 @@ pub const CHECK_FILE: &str = "check.csv";
 
 /// The files [`run`] reads: what decides whether the export is up to date.
 pub fn input_files(pipeline: &Pipeline, split: &str) -> Vec<PathBuf> {
-    let train_dir = pipeline.stage_dir(train::STAGE);
-    vec![
-        train_dir.join(RECORD_FILE),
-        train_dir.join(METADATA_FILE),
-        pipeline.stage_dir(evaluate::STAGE).join(THRESHOLD_FILE),
-        ingest::split_path(pipeline, split),
-    ]
+    let mut files = evaluate::model_files(pipeline);
+    files.push(ingest::split_path(pipeline, split));
+    files
 }
 
 /// `export.json`: what was exported and how well the graph agrees with the model.

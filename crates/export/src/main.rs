@@ -1,24 +1,18 @@
 //! `export --pipeline P [--split test] [--force]`.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Parser;
-use hits_core::Pipeline;
+use hits_core::stage::StageArgs;
 
 /// Write the trained model as ONNX (raw stamps in, P(real) out), checked with tract.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// Pipeline configuration.
-    #[arg(long, default_value = "pipelines/default.toml")]
-    pipeline: PathBuf,
+    #[command(flatten)]
+    stage: StageArgs,
     /// The split whose every candidate the exported graph must score as the model does.
     #[arg(long, default_value = "test")]
     split: String,
-    /// Run even when the inputs and settings are unchanged since the last run.
-    #[arg(long)]
-    force: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,10 +21,12 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let pipeline = Pipeline::load(&args.pipeline)?;
-    let dir = pipeline.stage_dir(export::STAGE);
-    let inputs = export::input_files(&pipeline, &args.split);
-    if hits_core::stage::skip_if_up_to_date(&pipeline, export::STAGE, &dir, &inputs, args.force) {
+    let pipeline = args.stage.load()?;
+    if args.stage.skip(
+        &pipeline,
+        export::STAGE,
+        &export::input_files(&pipeline, &args.split),
+    ) {
         return Ok(());
     }
     let s = export::run(&pipeline, &args.split)?;

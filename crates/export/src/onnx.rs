@@ -161,25 +161,25 @@ impl Graph {
 
     fn floats(&mut self, name: &str, dims: &[usize], values: Vec<f32>) -> String {
         debug_assert_eq!(dims.iter().product::<usize>(), values.len());
-        self.initializers.push(pb::TensorProto {
-            name: name.into(),
-            dims: dims.iter().map(|&d| d as i64).collect(),
+        self.initializer(pb::TensorProto {
             data_type: DataType::Float as i32,
             float_data: values,
-            ..Default::default()
-        });
-        name.into()
+            ..tensor(name, dims)
+        })
     }
 
     fn int64s(&mut self, name: &str, dims: &[usize], values: Vec<i64>) -> String {
-        self.initializers.push(pb::TensorProto {
-            name: name.into(),
-            dims: dims.iter().map(|&d| d as i64).collect(),
+        self.initializer(pb::TensorProto {
             data_type: DataType::Int64 as i32,
             int64_data: values,
-            ..Default::default()
-        });
-        name.into()
+            ..tensor(name, dims)
+        })
+    }
+
+    fn initializer(&mut self, tensor: pb::TensorProto) -> String {
+        let name = tensor.name.clone();
+        self.initializers.push(tensor);
+        name
     }
 
     /// A parameter's values as an initializer of its shape.
@@ -372,6 +372,15 @@ impl Graph {
         let p = self.op("Sigmoid", &[&log_odds], vec![]);
         let flat = self.int64s("batch_shape", &[1], vec![-1]);
         self.push("Reshape", &[&p, &flat], vec![], OUTPUT.into())
+    }
+}
+
+/// A named tensor of shape `dims`, its type and values still to fill in.
+fn tensor(name: &str, dims: &[usize]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        ..Default::default()
     }
 }
 

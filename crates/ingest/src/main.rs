@@ -1,20 +1,14 @@
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Parser;
-use hits_core::Pipeline;
 use hits_core::config::DuplicatePolicy;
+use hits_core::stage::StageArgs;
 
 /// Read and validate the candidate CSVs of every split, write Arrow IPC and reports.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// Pipeline configuration.
-    #[arg(long, default_value = "pipelines/default.toml")]
-    pipeline: PathBuf,
-    /// Run even when the inputs and settings are unchanged since the last run.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    stage: StageArgs,
     /// Duplicate candidates (identical stamps in all four channels): refuse the split, or keep
     /// the first and drop the others, listing them (default: the pipeline's `[data] duplicates`).
     #[arg(long, value_name = "refuse|drop")]
@@ -27,13 +21,14 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let mut pipeline = Pipeline::load(&args.pipeline)?;
+    let mut pipeline = args.stage.load()?;
     if let Some(duplicates) = args.duplicates {
         pipeline.data.duplicates = duplicates;
     }
-    let dir = pipeline.stage_dir(ingest::STAGE);
-    let inputs = ingest::input_files(&pipeline);
-    if hits_core::stage::skip_if_up_to_date(&pipeline, ingest::STAGE, &dir, &inputs, args.force) {
+    if args
+        .stage
+        .skip(&pipeline, ingest::STAGE, &ingest::input_files(&pipeline))
+    {
         return Ok(());
     }
     for report in ingest::run(&pipeline)? {

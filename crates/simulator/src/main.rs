@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hits_core::Pipeline;
 use hits_core::Stage;
+use hits_core::stage::StageArgs;
 
 #[derive(Parser)]
 #[command(about = "HiTS stamp simulator calibrated to real HiTS 2015 observing conditions")]
@@ -19,11 +20,8 @@ struct Cli {
 enum Command {
     /// Simulate the train and test splits of `[simulate]` (the default).
     Generate {
-        #[arg(long, default_value = "pipelines/default.toml")]
-        pipeline: PathBuf,
-        /// Simulate even when `[simulate]` and the simulator are unchanged since the last run.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        stage: StageArgs,
         /// Do nothing unless one of the pipeline's splits reads from `[simulate] out_dir`
         /// (so `just ingest mine` on your own CSVs never simulates).
         #[arg(long)]
@@ -55,17 +53,15 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let command = Cli::parse().command.unwrap_or(Command::Generate {
-        pipeline: "pipelines/default.toml".into(),
-        force: false,
+        stage: StageArgs {
+            pipeline: "pipelines/default.toml".into(),
+            force: false,
+        },
         if_used: false,
     });
     match command {
-        Command::Generate {
-            pipeline,
-            force,
-            if_used,
-        } => {
-            let pipeline = Pipeline::load(&pipeline)?;
+        Command::Generate { stage, if_used } => {
+            let pipeline = stage.load()?;
             let out = &pipeline.simulate.out_dir;
             if if_used && !simulator::feeds_a_split(&pipeline) {
                 return Ok(());
@@ -76,7 +72,7 @@ fn run() -> anyhow::Result<()> {
                 simulator::STAGE,
                 out,
                 &inputs,
-                force,
+                stage.force,
             ) {
                 return Ok(());
             }

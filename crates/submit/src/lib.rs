@@ -30,13 +30,9 @@ pub const SCORE_FILE: &str = "score.json";
 
 /// The files [`run`] reads: what decides whether the submission is up to date.
 pub fn input_files(pipeline: &Pipeline, split: &str) -> Vec<PathBuf> {
-    let train_dir = pipeline.stage_dir(train::STAGE);
-    vec![
-        train_dir.join(RECORD_FILE),
-        train_dir.join(METADATA_FILE),
-        pipeline.stage_dir(evaluate::STAGE).join(THRESHOLD_FILE),
-        features::split_path(pipeline, split),
-    ]
+    let mut files = evaluate::model_files(pipeline);
+    files.push(features::split_path(pipeline, split));
+    files
 }
 
 /// What [`run`] wrote.

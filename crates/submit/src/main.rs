@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use hits_core::Pipeline;
+use hits_core::stage::StageArgs;
 
 /// Predict a split at the chosen threshold, score a submission, or summarise the pipeline.
 #[derive(Parser)]
@@ -19,14 +20,11 @@ struct Cli {
 enum Command {
     /// Predict a split and write submission.csv and predictions.csv (the default).
     Predict {
-        #[arg(long, default_value = "pipelines/default.toml")]
-        pipeline: PathBuf,
+        #[command(flatten)]
+        stage: StageArgs,
         /// The split to predict.
         #[arg(long, default_value = "test")]
         split: String,
-        /// Run even when the inputs and settings are unchanged since the last run.
-        #[arg(long)]
-        force: bool,
     },
     /// Accuracy and F1 of the submission against an answer key (id,label); writes score.json.
     Score {
@@ -51,21 +49,20 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let command = Cli::parse().command.unwrap_or(Command::Predict {
-        pipeline: "pipelines/default.toml".into(),
+        stage: StageArgs {
+            pipeline: "pipelines/default.toml".into(),
+            force: false,
+        },
         split: "test".into(),
-        force: false,
     });
     match command {
-        Command::Predict {
-            pipeline,
-            split,
-            force,
-        } => {
-            let pipeline = Pipeline::load(&pipeline)?;
-            let dir = pipeline.stage_dir(submit::STAGE);
-            let inputs = submit::input_files(&pipeline, &split);
-            if hits_core::stage::skip_if_up_to_date(&pipeline, submit::STAGE, &dir, &inputs, force)
-            {
+        Command::Predict { stage, split } => {
+            let pipeline = stage.load()?;
+            if stage.skip(
+                &pipeline,
+                submit::STAGE,
+                &submit::input_files(&pipeline, &split),
+            ) {
                 return Ok(());
             }
             let s = submit::run(&pipeline, &split)?;

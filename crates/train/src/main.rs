@@ -1,22 +1,17 @@
 //! `train --pipeline pipelines/default.toml [--resume]`
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Parser;
+use hits_core::stage::StageArgs;
 
 /// Stage 3: train a CNN on the feature cache, with checkpoints, resume and curves.
 #[derive(Parser)]
 struct Args {
-    /// The pipeline configuration.
-    #[arg(long, default_value = "pipelines/default.toml")]
-    pipeline: PathBuf,
+    #[command(flatten)]
+    stage: StageArgs,
     /// Continue from the last complete epoch of an interrupted run.
     #[arg(long)]
     resume: bool,
-    /// Run even when the features and settings are unchanged since the last run.
-    #[arg(long)]
-    force: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -25,11 +20,11 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let pipeline = hits_core::Pipeline::load(&args.pipeline)?;
-    let inputs = [train::features_path(&pipeline)];
-    let dir = pipeline.stage_dir(train::STAGE);
+    let pipeline = args.stage.load()?;
     if !args.resume
-        && hits_core::stage::skip_if_up_to_date(&pipeline, train::STAGE, &dir, &inputs, args.force)
+        && args
+            .stage
+            .skip(&pipeline, train::STAGE, &[train::features_path(&pipeline)])
     {
         return Ok(());
     }
