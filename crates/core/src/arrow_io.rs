@@ -15,8 +15,8 @@ use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 
 use crate::CoreError;
+use crate::digest::FileDigest;
 use crate::io::PendingFile;
-use crate::manifest::FileDigest;
 
 /// Rows per record batch in every Arrow file the pipeline writes.
 pub const BATCH_ROWS: usize = 4096;

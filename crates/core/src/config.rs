@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::io::write_bytes_atomic;
-use crate::stage::Stage;
 use crate::{Channel, CoreError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -618,6 +617,65 @@ fn one_line_toml_error(error: &toml::de::Error, text: &str) -> String {
     format!("line {line}, column {column} (`{quoted}`): {message}")
 }
 
+/// A step of the pipeline: the name of its directory under `artifacts/` (and of its `just`
+/// recipe) and the pipeline settings it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Simulate,
+    SimCheck,
+    Ingest,
+    Features,
+    Train,
+    Evaluate,
+    Submit,
+    Export,
+}
+
+impl Stage {
+    /// The stages `just all` runs, in order.
+    pub const PIPELINE: [Stage; 7] = [
+        Stage::Simulate,
+        Stage::Ingest,
+        Stage::Features,
+        Stage::Train,
+        Stage::Evaluate,
+        Stage::Submit,
+        Stage::Export,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::Simulate => "simulate",
+            Stage::SimCheck => "sim-check",
+            Stage::Ingest => "ingest",
+            Stage::Features => "features",
+            Stage::Train => "train",
+            Stage::Evaluate => "evaluate",
+            Stage::Submit => "submit",
+            Stage::Export => "export",
+        }
+    }
+
+    /// The top-level pipeline keys whose settings the stage reads, besides its input files
+    /// (whose hashes carry the earlier stages' settings); `None`: the whole configuration.
+    pub const fn settings(self) -> Option<&'static [&'static str]> {
+        match self {
+            Stage::Simulate => Some(&["seed", "simulate", "data"]),
+            Stage::Ingest => Some(&["data"]),
+            Stage::Features => Some(&["data", "features"]),
+            Stage::Train => Some(&["seed", "data", "features", "model", "train"]),
+            Stage::SimCheck | Stage::Evaluate | Stage::Submit | Stage::Export => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -783,5 +841,20 @@ mod tests {
         let again = parse(&p.to_toml()).unwrap();
         assert_eq!(p, again);
         assert_eq!(p.config_hash(), again.config_hash());
+    }
+}
+
+#[cfg(test)]
+mod stage_names {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_serde() {
+        for stage in Stage::PIPELINE.into_iter().chain([Stage::SimCheck]) {
+            let json = serde_json::to_string(&stage).unwrap();
+            assert_eq!(json, format!("\"{}\"", stage.name()));
+            assert_eq!(serde_json::from_str::<Stage>(&json).unwrap(), stage);
+        }
+        assert!(serde_json::from_str::<Stage>("\"trian\"").is_err());
     }
 }

@@ -10,11 +10,11 @@
 //! differ, and its consumers refuse them, naming the stage to rerun.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::CoreError;
-use crate::manifest::FileDigest;
+use crate::digest::{FileDigest, Hashed};
 
 /// A new temporary file beside `path` (in its directory, created if missing), named
 /// `.<file name>.<random><suffix>` and readable by all: where an artifact is written before
@@ -35,60 +35,6 @@ pub fn temp_file_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTemp
         .permissions(artifact_permissions())
         .tempfile_in(dir)
         .map_err(|e| CoreError::io(dir, e))
-}
-
-/// A reader or writer that hashes every byte passing through it, so a stage gets the BLAKE3
-/// of a file it reads or writes whole without reading the file a second time.
-pub struct Hashed<T> {
-    inner: T,
-    hasher: blake3::Hasher,
-}
-
-impl<T> Hashed<T> {
-    pub fn new(inner: T) -> Self {
-        Hashed {
-            inner,
-            hasher: blake3::Hasher::new(),
-        }
-    }
-
-    /// The digest of the bytes read or written so far: `path`'s digest once all of it passed.
-    pub fn digest(&self, path: &Path) -> FileDigest {
-        FileDigest {
-            path: path.to_path_buf(),
-            blake3: self.hasher.finalize().to_hex().to_string(),
-            bytes: self.hasher.count(),
-        }
-    }
-
-    fn hash(&mut self, bytes: &[u8]) {
-        // Below ~128 KiB, splitting the work across threads costs more than it saves.
-        if bytes.len() >= 1 << 17 {
-            self.hasher.update_rayon(bytes);
-        } else {
-            self.hasher.update(bytes);
-        }
-    }
-}
-
-impl<R: Read> Read for Hashed<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.hash(&buf[..read]);
-        Ok(read)
-    }
-}
-
-impl<W: Write> Write for Hashed<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.hash(&buf[..written]);
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// A new version of `path` being written under a temporary name in the same directory.
@@ -190,6 +136,8 @@ pub fn hash_file(path: &Path) -> Result<String, CoreError> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     #[test]

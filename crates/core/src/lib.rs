@@ -5,6 +5,7 @@ pub mod arrow_io;
 pub mod channel;
 pub mod config;
 pub mod decoder;
+pub mod digest;
 pub mod error;
 pub mod io;
 pub mod manifest;
@@ -13,8 +14,8 @@ pub mod table;
 
 pub use channel::{Channel, STAMP_PIXELS, STAMP_SIDE, TENSOR_LEN};
 pub use config::Pipeline;
+pub use config::Stage;
 pub use error::CoreError;
-pub use stage::Stage;
 
 /// Run a stage binary's body: set up logging, and turn an error into one `error: …` line on
 /// stderr and a non-zero exit status (never a panic or a multi-line backtrace).

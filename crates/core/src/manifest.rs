@@ -4,53 +4,14 @@
 //! against the producer's manifest, so a file changed or truncated since it was written is
 //! refused instead of silently used.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
-use crate::io::{Hashed, read_json, write_json_atomic};
-use crate::stage::Stage;
-
-/// A file and the BLAKE3 hash of its contents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileDigest {
-    pub path: PathBuf,
-    pub blake3: String,
-    pub bytes: u64,
-}
-
-impl FileDigest {
-    /// A file whose BLAKE3 hash is already known: only its size is read.
-    pub fn with_hash(path: &Path, blake3: String) -> Result<Self, CoreError> {
-        let bytes = std::fs::metadata(path)
-            .map_err(|e| CoreError::io(path, e))?
-            .len();
-        Ok(FileDigest {
-            path: path.to_path_buf(),
-            blake3,
-            bytes,
-        })
-    }
-
-    /// Read and hash the whole file.
-    pub fn of(path: &Path) -> Result<Self, CoreError> {
-        // Inputs run to gigabytes: read 1 MiB at a time, each hashed on every core. The
-        // buffer stays in the cache; a larger one costs more in page faults than it saves.
-        // (Memory-mapping the file instead would count every page of it in the stage's
-        // resident memory.)
-        let file = std::fs::File::open(path).map_err(|e| CoreError::io(path, e))?;
-        let mut reader = Hashed::new(file);
-        let mut buffer = vec![0u8; 1 << 20];
-        while reader
-            .read(&mut buffer)
-            .map_err(|e| CoreError::io(path, e))?
-            > 0
-        {}
-        Ok(reader.digest(path))
-    }
-}
+use crate::config::Stage;
+use crate::digest::FileDigest;
+use crate::io::{read_json, write_json_atomic};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -145,11 +106,12 @@ impl Manifest {
         self.outputs.push(digest);
     }
 
-    /// Write `<stage_dir>/manifest.json`, recording the stage's wall time so far.
-    pub fn write(&self, stage_dir: &Path) -> Result<PathBuf, CoreError> {
+    /// Write `<stage_dir>/manifest.json`, recording `seconds`, the stage's wall time so far
+    /// (a stage binary passes [`crate::stage::elapsed_seconds`]).
+    pub fn write(&self, stage_dir: &Path, seconds: f64) -> Result<PathBuf, CoreError> {
         let path = stage_dir.join(Self::FILE_NAME);
         let timed = Manifest {
-            seconds: crate::stage::elapsed_seconds(),
+            seconds,
             ..self.clone()
         };
         write_json_atomic(&path, &timed)?;
@@ -224,7 +186,7 @@ mod tests {
         let pipeline = crate::Pipeline::default();
         let mut manifest = Manifest::new(Stage::Ingest, "0.1.0", &pipeline);
         manifest.add_output(&out).unwrap();
-        manifest.write(dir.path()).unwrap();
+        manifest.write(dir.path(), 0.0).unwrap();
         let manifest = Manifest::read(dir.path()).unwrap();
         manifest.verify_output(&out).unwrap();
         write_bytes_atomic(&out, b"arrow byte").unwrap();

@@ -244,7 +244,7 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
     for path in &outputs {
         manifest.add_output(path)?;
     }
-    manifest.write(&dir)?;
+    manifest.write(&dir, hits_core::stage::elapsed_seconds())?;
     Ok(result)
 }
 

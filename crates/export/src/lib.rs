@@ -172,7 +172,7 @@ pub fn run(pipeline: &Pipeline, split: &str) -> Result<ExportSummary, ExportErro
     for path in [onnx_path, check_path, summary_path, used] {
         manifest.add_output(&path)?;
     }
-    manifest.write(&dir)?;
+    manifest.write(&dir, hits_core::stage::elapsed_seconds())?;
     Ok(summary)
 }
 

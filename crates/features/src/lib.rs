@@ -25,8 +25,9 @@ use hits_core::arrow_io::{
     self, IpcWriter, expect_field, f32_list_array, f32_list_field, id_field, label_field,
 };
 use hits_core::config::Normalisation;
+use hits_core::digest::FileDigest;
 use hits_core::io::{PendingFile, write_json_atomic};
-use hits_core::manifest::{FileDigest, Manifest};
+use hits_core::manifest::Manifest;
 use hits_core::{Channel, Pipeline, STAMP_PIXELS, TENSOR_LEN};
 use rayon::prelude::*;
 
@@ -202,6 +203,6 @@ pub fn run(pipeline: &Pipeline) -> Result<Vec<SplitSummary>, FeaturesError> {
     write_json_atomic(&normalisation_path, &normalisation)?;
     manifest.add_output(&normalisation_path)?;
     manifest.add_output(&pipeline.write_used(&dir)?)?;
-    manifest.write(&dir)?;
+    manifest.write(&dir, hits_core::stage::elapsed_seconds())?;
     Ok(summaries)
 }

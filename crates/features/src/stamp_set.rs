@@ -8,7 +8,8 @@ use std::sync::Arc;
 use arrow::array::Array;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use hits_core::arrow_io::{self, ListExtent, expect_field, f32_list_field, id_field, label_field};
-use hits_core::manifest::{FileDigest, Manifest};
+use hits_core::digest::FileDigest;
+use hits_core::manifest::Manifest;
 use hits_core::{Channel, Pipeline, STAMP_SIDE, TENSOR_LEN};
 use serde::{Deserialize, Serialize};
 

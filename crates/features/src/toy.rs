@@ -70,7 +70,7 @@ pub fn write_features_as(
             write_ipc::<CoreError>(&path, meta.schema(), [Ok(batch)]).expect("write toy features"),
         );
     }
-    manifest.write(&dir).expect("write toy manifest");
+    manifest.write(&dir, 0.0).expect("write toy manifest");
 }
 
 /// A fast pipeline for binary tests: SeedCnn, batch 16, `epochs` epochs, artifacts under

@@ -48,7 +48,7 @@ fn write_ingest(pipeline: &Pipeline, splits: &[(&str, usize, bool)]) {
         .unwrap();
         manifest.add_output_digest(digest);
     }
-    manifest.write(&dir).unwrap();
+    manifest.write(&dir, 0.0).unwrap();
 }
 
 fn pipeline(root: &Path, normalisation: Normalisation) -> Pipeline {
@@ -194,7 +194,7 @@ fn a_split_that_fails_replaces_no_features_file() {
     let mut manifest = Manifest::new(Stage::Ingest, "test", &pipeline);
     manifest.add_output(&dir.join("train.arrow")).unwrap();
     manifest.add_output(&test_path).unwrap();
-    manifest.write(&dir).unwrap();
+    manifest.write(&dir, 0.0).unwrap();
 
     let err = features::run(&pipeline).unwrap_err().to_string();
     assert!(

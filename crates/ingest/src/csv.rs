@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use hits_core::STAMP_PIXELS;
 use hits_core::config::Layout;
-use hits_core::io::Hashed;
-use hits_core::manifest::FileDigest;
+use hits_core::digest::FileDigest;
+use hits_core::digest::Hashed;
 use polars::prelude::*;
 
 use crate::IngestError;

@@ -29,8 +29,9 @@ use hits_core::arrow_io::{
     BATCH_ROWS, IpcWriter, f32_list_array, f32_list_field, id_field, label_field,
 };
 use hits_core::config::{DataConfig, Layout, SplitConfig};
+use hits_core::digest::FileDigest;
 use hits_core::io::write_json_atomic;
-use hits_core::manifest::{FileDigest, Manifest};
+use hits_core::manifest::Manifest;
 use hits_core::{Channel, Pipeline, STAMP_PIXELS};
 use rayon::prelude::*;
 
@@ -530,6 +531,6 @@ fn run_in_pool(pipeline: &Pipeline) -> Result<Vec<SplitReport>, IngestError> {
     }
     let config_path = pipeline.write_used(&dir)?;
     manifest.add_output(&config_path)?;
-    manifest.write(&dir)?;
+    manifest.write(&dir, hits_core::stage::elapsed_seconds())?;
     Ok(reports)
 }

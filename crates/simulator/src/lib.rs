@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use hits_core::Stage;
 use hits_core::config::TRUTH_FILE;
-use hits_core::manifest::{FileDigest, Manifest};
+use hits_core::digest::FileDigest;
+use hits_core::manifest::Manifest;
 use hits_core::{Channel, Pipeline};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngExt, SeedableRng};
@@ -317,7 +318,7 @@ fn write_manifest(
     for digest in digests {
         manifest.add_output_digest(digest);
     }
-    manifest.write(out)?;
+    manifest.write(out, hits_core::stage::elapsed_seconds())?;
     Ok(())
 }
 

@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::path::Path;
 
 use hits_core::STAMP_PIXELS;
+use hits_core::digest::FileDigest;
 use hits_core::io::write_atomic;
-use hits_core::manifest::FileDigest;
 use rayon::prelude::*;
 
 use crate::Candidate;

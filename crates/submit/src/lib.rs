@@ -87,7 +87,7 @@ pub fn run(pipeline: &Pipeline, split: &str) -> Result<Submission, SubmitError> 
     for path in [submission_path, predictions_path, metadata_path, used] {
         manifest.add_output(&path)?;
     }
-    manifest.write(&dir)?;
+    manifest.write(&dir, hits_core::stage::elapsed_seconds())?;
     Ok(Submission {
         candidates: set.len(),
         called_real,

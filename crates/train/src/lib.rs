@@ -230,7 +230,7 @@ fn write_outputs<B: burn::prelude::Backend>(
     {
         manifest.add_output(&path)?;
     }
-    manifest.write(dir)?;
+    manifest.write(dir, hits_core::stage::elapsed_seconds())?;
     tracing::info!(
         "kept the model of epoch {} ({} parameters) in {}",
         fitted.kept_epoch,

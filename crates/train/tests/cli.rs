@@ -91,7 +91,7 @@ fn replace_features(pipeline: &Pipeline, column: &str, size: usize) {
     let digest = write_ipc::<CoreError>(&path, schema, [Ok(batch)]).unwrap();
     let mut manifest = Manifest::new(Stage::Features, "test", pipeline);
     manifest.add_output_digest(digest);
-    manifest.write(&dir).unwrap();
+    manifest.write(&dir, 0.0).unwrap();
 }
 
 #[test]
