@@ -4,6 +4,7 @@
 pub mod arrow_io;
 pub mod channel;
 pub mod config;
+pub mod confusion;
 pub mod decoder;
 pub mod digest;
 pub mod error;

@@ -275,7 +275,7 @@ fn kinds_of(path: &Path, ids: &[String]) -> Result<Option<Vec<String>>, Evaluate
 /// The validation candidates `train` held out, checked against the features they index.
 fn validation_set(pipeline: &Pipeline, train_dir: &Path) -> Result<StampSet, EvaluateError> {
     let set = features::open_split(pipeline, &pipeline.train.split)?;
-    let split = train::Split::read(train_dir)?;
+    let split = train::ValidationSplit::read(train_dir)?;
     let split_path = train_dir.join(train::split::SPLIT_FILE);
     if split.features_hash != set.file_hash {
         return Err(EvaluateError::mismatch(

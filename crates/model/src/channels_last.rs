@@ -23,7 +23,7 @@ use burn_flex::{Flex, FlexDevice, FlexTensor, Layout as FlexLayout};
 
 use std::sync::Arc;
 
-use crate::kernels::{self, ConvBlock, Layout};
+use crate::kernels::{self, ActivationLayout, ConvBlock};
 
 /// Backend operations for fused channels-last convolution blocks. The provided methods run
 /// the CPU kernels on the tensor's values; a backend declares whether to use them, and may
@@ -99,8 +99,8 @@ pub trait ChannelsLastOps: Backend {
         });
         let [n, h, w, c] = dims;
         let stored = match spec.layout {
-            Layout::ChannelsLast => [n, h, w, c],
-            Layout::ChannelsFirst => [n, c, h, w],
+            ActivationLayout::ChannelsLast => [n, h, w, c],
+            ActivationLayout::ChannelsFirst => [n, c, h, w],
         };
         ConvBlockGrads {
             input: grads
@@ -282,9 +282,8 @@ pub fn conv_block<B: ChannelsLastOps>(
         None => Tensor::zeros([c_out], &weight.device()),
     };
     let dims = match (spec.layout, x.dims()) {
-        (Layout::ChannelsLast, [n, h, w, c]) | (Layout::ChannelsFirst, [n, c, h, w]) => {
-            [n, h, w, c]
-        }
+        (ActivationLayout::ChannelsLast, [n, h, w, c])
+        | (ActivationLayout::ChannelsFirst, [n, c, h, w]) => [n, h, w, c],
     };
     assert_eq!(
         dims[3], c_in,
@@ -354,7 +353,7 @@ mod tests {
         conv.bias = Some(Param::from_tensor(random([c_out], 7)));
         let x = random([3, c_in, 9, 8], i as u32);
         let spec = ConvBlock {
-            layout: Layout::ChannelsFirst,
+            layout: ActivationLayout::ChannelsFirst,
             kernel: [k, k],
             padding,
             pool,
@@ -373,7 +372,7 @@ mod tests {
                 &conv,
                 x.permute([0, 2, 3, 1]),
                 ConvBlock {
-                    layout: Layout::ChannelsLast,
+                    layout: ActivationLayout::ChannelsLast,
                     ..spec
                 },
             );
@@ -388,10 +387,10 @@ mod tests {
         for i in 0..CASES.len() {
             let (conv, x, spec) = case::<A>(i);
             // loss = sum(weights * block(x)), through both.
-            let gradients = |fused: bool, layout: Layout| {
+            let gradients = |fused: bool, layout: ActivationLayout| {
                 let x = match layout {
-                    Layout::ChannelsFirst => x.clone(),
-                    Layout::ChannelsLast => x.clone().permute([0, 2, 3, 1]),
+                    ActivationLayout::ChannelsFirst => x.clone(),
+                    ActivationLayout::ChannelsLast => x.clone().permute([0, 2, 3, 1]),
                 }
                 .detach()
                 .require_grad();
@@ -399,8 +398,8 @@ mod tests {
                     conv_block(&conv, x.clone(), ConvBlock { layout, ..spec })
                 } else {
                     let nchw = match layout {
-                        Layout::ChannelsFirst => x.clone(),
-                        Layout::ChannelsLast => x.clone().permute([0, 3, 1, 2]),
+                        ActivationLayout::ChannelsFirst => x.clone(),
+                        ActivationLayout::ChannelsLast => x.clone().permute([0, 3, 1, 2]),
                     };
                     burns(&conv, nchw, spec)
                 };
@@ -417,7 +416,10 @@ mod tests {
                         .unsqueeze(),
                 ]
             };
-            for layout in [Layout::ChannelsFirst, Layout::ChannelsLast] {
+            for layout in [
+                ActivationLayout::ChannelsFirst,
+                ActivationLayout::ChannelsLast,
+            ] {
                 let (ours, expected) = (gradients(true, layout), gradients(false, layout));
                 assert!(
                     ours[0].clone().abs().sum().into_scalar() > 0.0,

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 /// Memory order of a 4-D activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+pub enum ActivationLayout {
     /// `(N, H, W, C)`, as between the channels-last layers.
     ChannelsLast,
     /// `(N, C, H, W)`, as stamps arrive.
@@ -32,7 +32,7 @@ pub enum Layout {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConvBlock {
     /// The input's memory order; the output is always channels-last.
-    pub layout: Layout,
+    pub layout: ActivationLayout,
     /// `[kH, kW]`.
     pub kernel: [usize; 2],
     /// `[(top, bottom), (left, right)]` rows and columns of zeros.
@@ -191,10 +191,10 @@ impl Geometry {
         for y in 0..height {
             let row = &mut padded[self.base(y + top, left)..][..width * c_in];
             match self.spec.layout {
-                Layout::ChannelsLast => {
+                ActivationLayout::ChannelsLast => {
                     row.copy_from_slice(&input[y * width * c_in..][..width * c_in])
                 }
-                Layout::ChannelsFirst => {
+                ActivationLayout::ChannelsFirst => {
                     for (x, pixel) in row.chunks_exact_mut(c_in).enumerate() {
                         for (c, v) in pixel.iter_mut().enumerate() {
                             *v = input[(c * height + y) * width + x];
@@ -213,10 +213,10 @@ impl Geometry {
         for y in 0..height {
             let row = &padded[self.base(y + top, left)..][..width * c_in];
             match self.spec.layout {
-                Layout::ChannelsLast => {
+                ActivationLayout::ChannelsLast => {
                     input[y * width * c_in..][..width * c_in].copy_from_slice(row)
                 }
-                Layout::ChannelsFirst => {
+                ActivationLayout::ChannelsFirst => {
                     scatter_channels_first(row, c_in, height * width, y * width, input)
                 }
             }
@@ -870,7 +870,7 @@ impl Backward<'_> {
             flipped[((ci * c_out + co) * k_h + k_h - 1 - ky) * k_w + k_w - 1 - kx] = *w;
         }
         let transposed = ConvBlock {
-            layout: Layout::ChannelsLast,
+            layout: ActivationLayout::ChannelsLast,
             kernel: g.spec.kernel,
             padding: [(0, 0); 2],
             pool: false,
@@ -887,8 +887,8 @@ impl Backward<'_> {
             false,
         );
         match g.spec.layout {
-            Layout::ChannelsLast => grad,
-            Layout::ChannelsFirst => {
+            ActivationLayout::ChannelsLast => grad,
+            ActivationLayout::ChannelsFirst => {
                 let mut first = vec![0.0f32; grad.len()];
                 let plane = height * width;
                 first
@@ -1138,10 +1138,10 @@ mod tests {
         }
         let wave = |len: usize, k: f32| (0..len).map(|i| (i as f32 * k).sin()).collect::<Vec<_>>();
         for (layout, pool, slope, c_in, c_out) in [
-            (Layout::ChannelsFirst, true, 0.0, 4, 32),
-            (Layout::ChannelsLast, true, 0.01, 8, 17),
-            (Layout::ChannelsLast, false, 0.0, 5, 16),
-            (Layout::ChannelsLast, false, 0.01, 16, 33),
+            (ActivationLayout::ChannelsFirst, true, 0.0, 4, 32),
+            (ActivationLayout::ChannelsLast, true, 0.01, 8, 17),
+            (ActivationLayout::ChannelsLast, false, 0.0, 5, 16),
+            (ActivationLayout::ChannelsLast, false, 0.01, 16, 33),
         ] {
             let spec = ConvBlock {
                 layout,
@@ -1206,7 +1206,7 @@ mod tests {
 
     fn gradients_do_not_depend_on_the_threads(slope: f32) {
         let spec = ConvBlock {
-            layout: Layout::ChannelsLast,
+            layout: ActivationLayout::ChannelsLast,
             kernel: [2, 2],
             padding: [(0, 1), (0, 1)],
             pool: true,

@@ -27,7 +27,7 @@ use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 
 use crate::channels_last::{ChannelsLastOps, conv_block};
-use crate::kernels::{ConvBlock, Layout};
+use crate::kernels::{ActivationLayout, ConvBlock};
 use crate::{CHANNELS, CLASSES, SIDE};
 
 fn act<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -130,14 +130,14 @@ impl<B: ChannelsLastOps> RotInvCnn<B> {
     /// [`tower`](Self::tower) as fused channels-last blocks, the same values.
     fn tower_channels_last(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let block = |pad, pool| ConvBlock {
-            layout: Layout::ChannelsLast,
+            layout: ActivationLayout::ChannelsLast,
             kernel: [3, 3],
             padding: [(pad, pad); 2],
             pool,
             slope: SLOPE as f32,
         };
         let first = ConvBlock {
-            layout: Layout::ChannelsFirst, // the stamps
+            layout: ActivationLayout::ChannelsFirst, // the stamps
             kernel: [4, 4],
             ..block(3, false)
         };

@@ -23,7 +23,7 @@ use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::ops::PadMode;
 
 use crate::channels_last::{ChannelsLastOps, conv_block};
-use crate::kernels::{ConvBlock, Layout};
+use crate::kernels::{ActivationLayout, ConvBlock};
 use crate::{CHANNELS, CLASSES};
 
 /// The reference CNN; it has no hyper-parameters.
@@ -120,7 +120,7 @@ impl<B: ChannelsLastOps> SeedCnn<B> {
     fn blocks_channels_last(&self, mut x: Tensor<B, 4>) -> Tensor<B, 2> {
         let n = x.dims()[0];
         let mut block = ConvBlock {
-            layout: Layout::ChannelsFirst, // the stamps
+            layout: ActivationLayout::ChannelsFirst, // the stamps
             kernel: [2, 2],
             padding: KERAS_SAME_2X2,
             pool: true,
@@ -129,7 +129,7 @@ impl<B: ChannelsLastOps> SeedCnn<B> {
         for conv in &self.convs {
             // (N, S, S, C) -> (N, S / 2, S / 2, C'), channels-last
             x = conv_block(conv, x, block);
-            block.layout = Layout::ChannelsLast;
+            block.layout = ActivationLayout::ChannelsLast;
         }
         x.reshape([n, CONV_CHANNELS[3]]) // (N, 1, 1, 64) -> (N, 64)
     }

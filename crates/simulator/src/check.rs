@@ -17,7 +17,7 @@ use crate::real_pixels::stamp_ops::{central_peak, centroid};
 use crate::real_pixels::subtract::Exposure;
 use crate::real_pixels::{self, ObjectClass, Role, read_sequences};
 use crate::realism::{self, FeatureVector, SceneRealism};
-use crate::{Candidate, Conditions, Split, simulate_split};
+use crate::{Candidate, CandidateSet, Conditions, simulate_split};
 
 /// A real science stamp from `real_science_stamps.csv`.
 #[derive(Debug, Clone)]
@@ -434,7 +434,7 @@ pub fn run(
     let simulated = simulate_split(
         pipeline,
         &conditions,
-        Split::Check,
+        CandidateSet::Check,
         count,
         &ProgressBar::hidden(),
     )?;

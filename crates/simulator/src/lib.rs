@@ -38,19 +38,19 @@ pub const STAGE: Stage = Stage::Simulate;
 
 /// Which set of candidates; part of every candidate's random stream and of its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Split {
+pub enum CandidateSet {
     Train,
     Test,
     /// Candidates drawn only for `simulate check`.
     Check,
 }
 
-impl Split {
+impl CandidateSet {
     pub fn name(self) -> &'static str {
         match self {
-            Split::Train => "train",
-            Split::Test => "test",
-            Split::Check => "check",
+            CandidateSet::Train => "train",
+            CandidateSet::Test => "test",
+            CandidateSet::Check => "check",
         }
     }
 
@@ -71,14 +71,14 @@ pub struct Candidate {
 
 /// A generator independent of thread scheduling: candidate `index` of `split` always uses
 /// the same ChaCha stream of `seed`.
-fn rng_for(seed: u64, split: Split, index: u32) -> ChaCha8Rng {
+fn rng_for(seed: u64, split: CandidateSet, index: u32) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(split.stream() | u64::from(index));
     rng
 }
 
 /// Labels of a split: exactly round(n · real_fraction) reals, in a seeded random order.
-fn split_labels(seed: u64, split: Split, n: usize, real_fraction: f64) -> Vec<u8> {
+fn split_labels(seed: u64, split: CandidateSet, n: usize, real_fraction: f64) -> Vec<u8> {
     let reals = (n as f64 * real_fraction).round() as usize;
     let mut labels: Vec<u8> = (0..n).map(|i| u8::from(i < reals)).collect();
     let mut rng = rng_for(seed, split, u32::MAX);
@@ -92,7 +92,7 @@ fn split_labels(seed: u64, split: Split, n: usize, real_fraction: f64) -> Vec<u8
 pub fn simulate_split(
     pipeline: &Pipeline,
     conditions: &Conditions,
-    split: Split,
+    split: CandidateSet,
     n: usize,
     progress: &ProgressBar,
 ) -> Result<Vec<Candidate>, SimError> {
@@ -186,14 +186,14 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
     simulation_seconds += started.elapsed().as_secs_f64();
     let bar = progress_bar(total);
     for (split, n) in [
-        (Split::Train, config.train_candidates),
-        (Split::Test, config.test_candidates),
+        (CandidateSet::Train, config.train_candidates),
+        (CandidateSet::Test, config.test_candidates),
     ] {
         bar.set_message(split.name());
         let started = std::time::Instant::now();
         let mut candidates = simulate_split(pipeline, &conditions, split, n, &bar)?;
         simulation_seconds += started.elapsed().as_secs_f64();
-        if let (Split::Train, Some(real)) = (split, &real)
+        if let (CandidateSet::Train, Some(real)) = (split, &real)
             && config.real_pixels.train
         {
             candidates.extend(real.calibration.iter().cloned());
@@ -201,7 +201,7 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
         let dir = out.join(split.name());
         // The test answer key and truth (which holds labels too) stay outside the test directory.
         let (labels, truth) = match split {
-            Split::Train => (dir.join(&pipeline.data.files.labels), dir.join(TRUTH_FILE)),
+            CandidateSet::Train => (dir.join(&pipeline.data.files.labels), dir.join(TRUTH_FILE)),
             _ => (out.join("test_labels.csv"), out.join("test_truth.csv")),
         };
         write_split(
@@ -412,8 +412,14 @@ mod tests {
         for fraction in [0.5, 0.3] {
             let mut p = Pipeline::default();
             p.simulate.real_fraction = fraction;
-            let candidates =
-                simulate_split(&p, &conditions, Split::Check, 60, &ProgressBar::hidden()).unwrap();
+            let candidates = simulate_split(
+                &p,
+                &conditions,
+                CandidateSet::Check,
+                60,
+                &ProgressBar::hidden(),
+            )
+            .unwrap();
             let reals = candidates.iter().filter(|c| c.label == 1).count();
             assert_eq!(reals, (60.0 * fraction).round() as usize);
             for c in &candidates {
@@ -502,7 +508,7 @@ mod tests {
         let err = simulate_split(
             &p,
             &Conditions::embedded().unwrap(),
-            Split::Check,
+            CandidateSet::Check,
             2,
             &ProgressBar::hidden(),
         )

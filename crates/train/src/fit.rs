@@ -18,6 +18,7 @@ use burn::tensor::activation::log_softmax;
 use features::Stamps;
 use hits_core::TENSOR_LEN;
 use hits_core::config::{ModelConfig, OptimiserConfig, TrainConfig};
+use hits_core::confusion::Confusion;
 use indicatif::{ProgressBar, ProgressStyle};
 use model::channels_last::{ChannelsLastOps, TrainBackend};
 use model::{Classifier, stamps_tensor};
@@ -286,28 +287,28 @@ fn loss_and_correct<B: Backend>(
 
 /// Validation scores: unweighted mean loss, accuracy and F1 of the real class at p = 0.5.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Scores {
+pub struct ValidationScores {
     pub loss: f64,
     pub accuracy: f64,
     pub f1: f64,
 }
 
-/// [`Scores`] of `model` (inference mode) on `data`.
-pub fn evaluate<B: ChannelsLastOps>(
+/// [`ValidationScores`] of `model` (inference mode) on `data`.
+pub fn validation_scores<B: ChannelsLastOps>(
     model: &Classifier<B>,
     data: &Examples,
     batch: usize,
     device: &B::Device,
-) -> Result<Scores, TrainError> {
+) -> Result<ValidationScores, TrainError> {
     if data.is_empty() {
-        return Ok(Scores {
+        return Ok(ValidationScores {
             loss: f64::NAN,
             accuracy: f64::NAN,
             f1: f64::NAN,
         });
     }
     let (mut loss, mut correct) = (0.0, 0);
-    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    let mut confusion = Confusion::default();
     let batch = batch.max(1);
     for (k, labels) in data.labels.chunks(batch).enumerate() {
         let start = k * batch;
@@ -319,26 +320,16 @@ pub fn evaluate<B: ChannelsLastOps>(
             .into_vec()
             .expect("f32 logits");
         for (i, &l) in labels.iter().enumerate() {
-            match (values[2 * i + 1] > values[2 * i], l == 1) {
-                (true, true) => tp += 1,
-                (true, false) => fp += 1,
-                (false, true) => fn_ += 1,
-                (false, false) => {}
-            }
+            confusion.add(l == 1, values[2 * i + 1] > values[2 * i]);
         }
         let (l, c) = loss_and_correct(logits, labels, [1.0, 1.0]);
         loss += l.into_scalar().elem::<f64>() * labels.len() as f64;
         correct += c;
     }
-    let f1 = if tp == 0 {
-        0.0
-    } else {
-        2.0 * tp as f64 / (2 * tp + fp + fn_) as f64
-    };
-    Ok(Scores {
+    Ok(ValidationScores {
         loss: loss / data.len() as f64,
         accuracy: correct as f64 / data.len() as f64,
-        f1,
+        f1: confusion.f1(),
     })
 }
 
@@ -472,7 +463,7 @@ where
         }
         bar.finish_and_clear();
         let valid = model.valid();
-        let scores = evaluate(&valid, val, 256, device)?;
+        let scores = validation_scores(&valid, val, 256, device)?;
         let (val_loss, val_accuracy) = (scores.loss, scores.accuracy);
         let row = EpochRow {
             epoch: epoch + 1,

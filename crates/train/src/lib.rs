@@ -24,7 +24,7 @@ use model::metadata::{self, InputSpec, ModelMetadata};
 
 pub use error::TrainError;
 pub use fit::{EpochRow, Examples, FitOptions, Fitted, fit};
-pub use split::Split;
+pub use split::ValidationSplit;
 
 pub const STAGE: Stage = Stage::Train;
 pub const CHECKPOINT_DIR: &str = "checkpoint";
@@ -116,7 +116,7 @@ pub fn run_on_set(
     let cfg = &pipeline.train;
     let (train_rows, val_rows) = split::stratified(&labels, cfg.validation_fraction, pipeline.seed);
     let out_dir = pipeline.stage_dir(STAGE);
-    let split = Split {
+    let split = ValidationSplit {
         seed: pipeline.seed,
         validation_fraction: cfg.validation_fraction,
         features_hash: set.file_hash.clone(),
@@ -166,7 +166,7 @@ struct Task<'a> {
     set: &'a StampSet,
     features_path: &'a Path,
     pipeline: &'a Pipeline,
-    split: Split,
+    split: ValidationSplit,
 }
 
 impl model::backend::BackendTask for Task<'_> {

@@ -13,7 +13,7 @@ use crate::TrainError;
 pub const SPLIT_FILE: &str = "split.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Split {
+pub struct ValidationSplit {
     pub seed: u64,
     pub validation_fraction: f64,
     /// BLAKE3 of the features file the ids index.
@@ -41,7 +41,7 @@ pub fn stratified(labels: &[u8], fraction: f64, seed: u64) -> (Vec<usize>, Vec<u
     (train, validation)
 }
 
-impl Split {
+impl ValidationSplit {
     pub fn write(&self, dir: &Path) -> Result<std::path::PathBuf, TrainError> {
         let path = dir.join(SPLIT_FILE);
         hits_core::io::write_json_atomic(&path, self)?;

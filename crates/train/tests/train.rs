@@ -121,7 +121,8 @@ fn seed_cnn_learns_a_separable_toy_set() {
         "validation accuracy {}: {h:?}",
         last.val_accuracy
     );
-    let scores = train::fit::evaluate::<Cpu>(&fitted.model, &val, 32, &Default::default()).unwrap();
+    let scores =
+        train::fit::validation_scores::<Cpu>(&fitted.model, &val, 32, &Default::default()).unwrap();
     assert_eq!(scores.accuracy, last.val_accuracy);
     assert!(scores.f1 > 0.9, "{scores:?}");
 }
@@ -246,7 +247,7 @@ fn run_writes_every_output_and_the_model_refuses_other_features() {
         "epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds\n"
     ));
     assert_eq!(history.lines().count(), 3);
-    let split = train::Split::read(&out).unwrap();
+    let split = train::ValidationSplit::read(&out).unwrap();
     assert_eq!(split.validation_ids.len(), 20);
     assert!(
         split
