@@ -1,0 +1,527 @@
+//! The backward pass of a fused block: [`conv_block_backward`], with weight-gradient sums
+//! in a fixed order so that training is bit-reproducible whatever the number of threads.
+
+use super::forward::*;
+use super::*;
+
+/// Gradients of a block with respect to its input (when asked for), weight and bias.
+#[derive(Debug)]
+pub struct ConvBlockGrads {
+    /// Laid out as the input was.
+    pub input: Option<Vec<f32>>,
+    /// `(C_out, C_in, kH, kW)`.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// The backward pass of [`conv_block`]: `output`, `argmax` are what it returned, and
+/// `output_grad` the loss gradient with respect to `output`.
+///
+/// The activation's derivative is read from the sign of the output, and each pooled value's
+/// gradient goes to the one convolution pixel it came from, so with pooling only a quarter of
+/// the convolution's pixels (and for ReLU about half of those) get a gradient per channel.
+/// Either each non-zero gradient adds its channel's filter to the input gradient and the
+/// pixel's taps to the weight gradient as short vector `axpy`s, or the weight gradient is one
+/// GEMM per block of channels and the input gradient a convolution of the gradient map with
+/// the flipped filters (see `Geometry::weight_grad_by_gemm`). Gradients are summed over fixed groups of
+/// candidates in a fixed order, so they do not depend on the number of threads.
+#[allow(clippy::too_many_arguments)] // the forward pass's inputs and outputs
+pub fn conv_block_backward(
+    input: &[f32],
+    dims: [usize; 4],
+    weight: &[f32],
+    output: &[f32],
+    argmax: Option<&[u8]>,
+    output_grad: &[f32],
+    spec: &ConvBlock,
+    input_grad: bool,
+) -> ConvBlockGrads {
+    let pass = BackwardPass {
+        input,
+        dims,
+        weight,
+        output,
+        argmax,
+        output_grad,
+    };
+    conv_block_backward_on(InstructionSet::best(), &pass, spec, input_grad)
+}
+
+/// The inputs of [`conv_block_backward`].
+pub(super) struct BackwardPass<'a> {
+    pub(super) input: &'a [f32],
+    pub(super) dims: [usize; 4],
+    pub(super) weight: &'a [f32],
+    pub(super) output: &'a [f32],
+    pub(super) argmax: Option<&'a [u8]>,
+    pub(super) output_grad: &'a [f32],
+}
+
+/// [`conv_block_backward`] compiled for `isa`.
+pub(super) fn conv_block_backward_on(
+    isa: InstructionSet,
+    pass: &BackwardPass,
+    spec: &ConvBlock,
+    input_grad: bool,
+) -> ConvBlockGrads {
+    let BackwardPass {
+        input,
+        dims,
+        weight,
+        output,
+        argmax,
+        output_grad,
+    } = *pass;
+    let g = Geometry::new(dims, weight.len(), *spec);
+    assert_eq!(
+        argmax.is_some(),
+        spec.pool,
+        "argmax is needed exactly when pooling"
+    );
+    let (taps, c_out) = (g.taps(), g.c_out);
+    let gemm = g.weight_grad_by_gemm();
+    // With the GEMM, nearly every (pixel, channel) carries a gradient: the input gradient is
+    // then a convolution of its own, through the forward tile, rather than `axpy`s here.
+    let axpy_input_grad = input_grad && !gemm;
+    // (C_out, taps) in the padded input's tap order, for the `axpy` form (the GEMM form
+    // reads no weights).
+    let mut by_tap = vec![0.0f32; if gemm { 0 } else { c_out * taps }];
+    for (row, filter) in by_tap.chunks_exact_mut(taps).zip(weight.chunks_exact(taps)) {
+        for (tap, w) in g.filter_taps().zip(filter) {
+            row[tap] = *w;
+        }
+    }
+    let (n, in_len, out_len) = (dims[0], g.input_len(), g.output_len());
+    let worker = Backward {
+        isa,
+        g: &g,
+        input,
+        weight: &by_tap,
+        output,
+        argmax: argmax.unwrap_or(&[]),
+        output_grad,
+    };
+    let new_sums = || Sums {
+        weight: vec![[0.0; LANES]; if gemm { g.channel_blocks() * taps } else { 0 }],
+        weight_rows: vec![0.0; if gemm { 0 } else { c_out * taps }],
+        bias: vec![0.0; c_out],
+        padded: vec![0.0; g.padded_len],
+        padded_grad: vec![0.0; if axpy_input_grad { g.padded_len } else { 0 }],
+        pixels: Vec::new(),
+    };
+    let add = |mut a: Sums, b: Sums| {
+        a.add(&b);
+        a
+    };
+    let mut input_grads = vec![0.0f32; if axpy_input_grad { n * in_len } else { 0 }];
+    let per = CANDIDATES_PER_SUM;
+    let partial_sums: Vec<Sums> = if n * in_len * out_len == 0 {
+        Vec::new()
+    } else if axpy_input_grad {
+        input_grads
+            .par_chunks_mut(in_len * per)
+            .enumerate()
+            .map(|(chunk, dx)| {
+                let mut sums = new_sums();
+                for (i, dx) in dx.chunks_exact_mut(in_len).enumerate() {
+                    worker.run(chunk * per + i, &mut sums, Some(dx));
+                }
+                sums
+            })
+            .collect()
+    } else {
+        (0..n.div_ceil(per))
+            .into_par_iter()
+            .map(|chunk| {
+                let mut sums = new_sums();
+                for i in chunk * per..n.min((chunk + 1) * per) {
+                    worker.run(i, &mut sums, None);
+                }
+                sums
+            })
+            .collect()
+    };
+    // In chunk order, whatever the threads: the same sums in every run.
+    let sums = partial_sums
+        .into_iter()
+        .reduce(add)
+        .unwrap_or_else(new_sums);
+    // -> (C_out, C_in, kH, kW)
+    let mut weight_grad = vec![0.0f32; c_out * taps];
+    for (co, filter) in weight_grad.chunks_exact_mut(taps).enumerate() {
+        for (tap, w) in g.filter_taps().zip(filter) {
+            *w = if gemm {
+                sums.weight[(co / LANES) * taps + tap][co % LANES]
+            } else {
+                sums.weight_rows[co * taps + tap]
+            };
+        }
+    }
+    ConvBlockGrads {
+        input: match (input_grad, gemm) {
+            (false, _) => None,
+            (true, true) => Some(worker.input_grad_by_conv(n, weight)),
+            (true, false) => Some(input_grads),
+        },
+        weight: weight_grad,
+        bias: sums.bias,
+    }
+}
+
+/// Candidates per partial sum of the weight and bias gradients. The partition is fixed and
+/// the partial sums are added in order, so the gradients, and a training run, do not depend
+/// on how rayon splits the work.
+pub(super) const CANDIDATES_PER_SUM: usize = 8;
+
+/// Partial sums of the weight and bias gradients, and scratch buffers.
+pub(super) struct Sums {
+    /// The weight gradient by GEMM, laid out as the forward pass's packed weights: per block
+    /// of [`LANES`] output channels, per tap, the block's 16 values (else empty).
+    weight: Vec<[f32; LANES]>,
+    /// The weight gradient by `axpy`, `(C_out, taps)` (else empty).
+    weight_rows: Vec<f32>,
+    bias: Vec<f32>,
+    padded: Vec<f32>,
+    padded_grad: Vec<f32>,
+    /// Scratch: one block's convolution pixels with a gradient (offset in the padded input,
+    /// gradient of the 16 channels).
+    pixels: Vec<(usize, [f32; LANES])>,
+}
+
+impl Sums {
+    fn add(&mut self, other: &Sums) {
+        for (a, b) in self.weight.iter_mut().zip(&other.weight) {
+            for (a, b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+        }
+        for (a, b) in self.weight_rows.iter_mut().zip(&other.weight_rows) {
+            *a += b;
+        }
+        for (a, b) in self.bias.iter_mut().zip(&other.bias) {
+            *a += b;
+        }
+    }
+}
+
+/// The backward pass of one candidate at a time.
+pub(super) struct Backward<'a> {
+    isa: InstructionSet,
+    g: &'a Geometry,
+    input: &'a [f32],
+    /// `(C_out, taps)` in tap order; empty for the GEMM form.
+    weight: &'a [f32],
+    output: &'a [f32],
+    argmax: &'a [u8],
+    output_grad: &'a [f32],
+}
+
+impl Backward<'_> {
+    fn run(&self, candidate: usize, sums: &mut Sums, input_grad: Option<&mut [f32]>) {
+        let (in_len, out_len) = (self.g.input_len(), self.g.output_len());
+        let input = &self.input[candidate * in_len..][..in_len];
+        self.g.fill_padded(input, &mut sums.padded);
+        sums.padded_grad.fill(0.0);
+        dispatch(
+            self.isa,
+            BackwardCandidate {
+                worker: self,
+                at: candidate * out_len..(candidate + 1) * out_len,
+                sums,
+            },
+        );
+        if let Some(input_grad) = input_grad {
+            self.g.unpad(&sums.padded_grad, input_grad);
+        }
+    }
+
+    /// The input gradient of the whole batch as a convolution, through the forward tile: the
+    /// gradient at every convolution pixel (zero where pooling dropped it), with a border of
+    /// zeros (or cropped) so that a plain valid convolution with the filters flipped and
+    /// transposed, `(C_in, C_out, kH, kW)`, gives the gradient at every input pixel.
+    fn input_grad_by_conv(&self, n: usize, weight: &[f32]) -> Vec<f32> {
+        let g = self.g;
+        let ([height, width, c_in], c_out) = (g.input, g.c_out);
+        let [k_h, k_w] = g.spec.kernel;
+        let [(top, _), (left, _)] = g.spec.padding;
+        // Input pixel `i` gets the gradient of convolution pixels `i + top - ky`: the map
+        // starts `k_h - 1 - top` rows before the first convolution pixel.
+        let (map_h, map_w) = (height + k_h - 1, width + k_w - 1);
+        let shift = |k: usize, pad: usize, at: usize| (at + k - 1).checked_sub(pad);
+        let map_len = map_h * map_w * c_out;
+        let out_len = g.output_len();
+        let mut maps = vec![0.0f32; n * map_len];
+        maps.par_chunks_mut(map_len)
+            .enumerate()
+            .for_each(|(candidate, map)| {
+                let grads = self.candidate(candidate * out_len..(candidate + 1) * out_len);
+                let [out_h, out_w] = g.output;
+                // Where in the map convolution pixel (y, x) goes, if inside it.
+                let at = |y: usize, x: usize| {
+                    let (y, x) = (shift(k_h, top, y)?, shift(k_w, left, x)?);
+                    (y < map_h && x < map_w).then_some((y * map_w + x) * c_out)
+                };
+                for (pixel, first) in (0..out_h * out_w).map(|p| (p, p * c_out)) {
+                    let (y, x) = (pixel / out_w, pixel % out_w);
+                    if g.spec.pool {
+                        let window = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                            .map(|(dy, dx)| at(2 * y + dy, 2 * x + dx));
+                        for co in 0..c_out {
+                            let (grad, from) = grads.grad_at(first + co, 0);
+                            if let Some(to) = window[from] {
+                                map[to + co] = grad;
+                            }
+                        }
+                    } else if let Some(to) = at(y, x) {
+                        for co in 0..c_out {
+                            map[to + co] = grads.grad_at(first + co, 0).0;
+                        }
+                    }
+                }
+            });
+        // Flipped and transposed: `[c_in][c_out][k_h - 1 - ky][k_w - 1 - kx]`.
+        let mut flipped = vec![0.0f32; weight.len()];
+        for (i, w) in weight.iter().enumerate() {
+            let (kx, ky) = (i % k_w, (i / k_w) % k_h);
+            let (ci, co) = ((i / (k_w * k_h)) % c_in, i / (k_w * k_h * c_in));
+            flipped[((ci * c_out + co) * k_h + k_h - 1 - ky) * k_w + k_w - 1 - kx] = *w;
+        }
+        let transposed = ConvBlock {
+            layout: ActivationLayout::ChannelsLast,
+            kernel: g.spec.kernel,
+            padding: [(0, 0); 2],
+            pool: false,
+            slope: 1.0, // no activation
+        };
+        let dims = [n, map_h, map_w, c_out];
+        let (grad, _) = conv_block_on(
+            self.isa,
+            &maps,
+            dims,
+            &flipped,
+            &vec![0.0; c_in],
+            &transposed,
+            false,
+        );
+        match g.spec.layout {
+            ActivationLayout::ChannelsLast => grad,
+            ActivationLayout::ChannelsFirst => {
+                let mut first = vec![0.0f32; grad.len()];
+                let plane = height * width;
+                first
+                    .par_chunks_mut(plane * c_in)
+                    .zip(grad.par_chunks(plane * c_in))
+                    .for_each(|(first, last)| scatter_channels_first(last, c_in, plane, 0, first));
+                first
+            }
+        }
+    }
+
+    /// One candidate's output values (`at`), their gradients and pooling positions.
+    #[inline(always)]
+    fn candidate(&self, at: std::ops::Range<usize>) -> CandidateOutput<'_> {
+        CandidateOutput {
+            output: &self.output[at.clone()],
+            output_grad: &self.output_grad[at.clone()],
+            argmax: if self.g.spec.pool {
+                &self.argmax[at]
+            } else {
+                &[]
+            },
+            slope: self.g.spec.slope,
+        }
+    }
+
+    #[inline(always)]
+    fn run_with<M: MulAdd>(&self, at: std::ops::Range<usize>, sums: &mut Sums) {
+        if self.g.weight_grad_by_gemm() {
+            self.by_gemm::<M>(at, sums)
+        } else {
+            self.by_axpy::<M>(at, sums)
+        }
+    }
+
+    /// The weight gradient by GEMM (the input gradient is [`input_grad_by_conv`](Self::input_grad_by_conv)).
+    #[inline(always)]
+    fn by_gemm<M: MulAdd>(&self, at: std::ops::Range<usize>, sums: &mut Sums) {
+        let g = self.g;
+        let (taps, c_out, row_taps, stride) = (g.taps(), g.c_out, g.row_taps, g.row_stride());
+        let candidate = self.candidate(at);
+        for block in 0..g.channel_blocks() {
+            let first = block * LANES;
+            let lanes = LANES.min(c_out - first);
+            sums.pixels.clear();
+            for group in g.groups() {
+                // The gradient at each of the group's convolution pixels: through the
+                // activation, then to the pixel its pooling window took the maximum from.
+                let mut grads = [[0.0f32; LANES]; PIXELS];
+                for p in 0..group.outputs {
+                    let at = (group.first + p) * c_out + first;
+                    let bias_grads = &mut sums.bias[first..][..lanes];
+                    for (lane, bias_grad) in bias_grads.iter_mut().enumerate() {
+                        let (grad, pixel) = candidate.grad_at(at + lane, p);
+                        grads[pixel][lane] = grad;
+                        *bias_grad += grad;
+                    }
+                }
+                for (&base, grads) in group.bases.iter().zip(&grads) {
+                    if grads.iter().any(|&d| d != 0.0) {
+                        sums.pixels.push((base, *grads));
+                    }
+                }
+            }
+            // The block's weight gradient: (taps x pixels) x (pixels x 16) over the pixels
+            // with a gradient, 4 taps at a time.
+            let weight_grad = &mut sums.weight[block * taps..][..taps];
+            for ky in 0..g.spec.kernel[0] {
+                let row_grad = &mut weight_grad[ky * row_taps..][..row_taps];
+                let offset = ky * stride;
+                let (fours, rest) = row_grad.as_chunks_mut::<4>();
+                for (i, four) in fours.iter_mut().enumerate() {
+                    weight_grad_tile::<M, 4>(&sums.padded, &sums.pixels, offset + 4 * i, four);
+                }
+                let start = 4 * fours.len();
+                for (i, one) in rest.iter_mut().enumerate() {
+                    let one = std::array::from_mut(one);
+                    weight_grad_tile::<M, 1>(&sums.padded, &sums.pixels, offset + start + i, one);
+                }
+            }
+        }
+    }
+
+    /// Input and weight gradients by `axpy`, per pixel and channel with a gradient.
+    #[inline(always)]
+    fn by_axpy<M: MulAdd>(&self, at: std::ops::Range<usize>, sums: &mut Sums) {
+        let g = self.g;
+        let (taps, c_out, row_taps, stride) = (g.taps(), g.c_out, g.row_taps, g.row_stride());
+        let candidate = self.candidate(at);
+        let Sums {
+            weight_rows: weight_grads,
+            bias: bias_grads,
+            padded,
+            padded_grad,
+            ..
+        } = sums;
+        let with_input_grad = !padded_grad.is_empty();
+        for group in g.groups() {
+            for p in 0..group.outputs {
+                let at = (group.first + p) * c_out;
+                let channels = weight_grads
+                    .chunks_exact_mut(taps)
+                    .zip(self.weight.chunks_exact(taps))
+                    .zip(bias_grads.iter_mut())
+                    .enumerate();
+                for (co, ((weight_grad, weight), bias_grad)) in channels {
+                    let (grad, pixel) = candidate.grad_at(at + co, p);
+                    if grad == 0.0 {
+                        continue;
+                    }
+                    *bias_grad += grad;
+                    let base = group.bases[pixel];
+                    let rows = weight_grad
+                        .chunks_exact_mut(row_taps)
+                        .zip(weight.chunks_exact(row_taps));
+                    for (ky, (weight_grad, weight)) in rows.enumerate() {
+                        let row = base + ky * stride;
+                        axpy::<M>(grad, &padded[row..][..row_taps], weight_grad);
+                        if with_input_grad {
+                            axpy::<M>(grad, weight, &mut padded_grad[row..][..row_taps]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One candidate's block output, its loss gradient and (when pooling) pooling positions.
+pub(super) struct CandidateOutput<'a> {
+    output: &'a [f32],
+    output_grad: &'a [f32],
+    /// Empty without pooling.
+    argmax: &'a [u8],
+    slope: f32,
+}
+
+impl CandidateOutput<'_> {
+    /// The gradient of output value `i` (of its group's output pixel `p`) through the
+    /// activation, whose derivative is read from the output's sign, and which of the group's
+    /// convolution pixels it goes to: the one its pooling window took the maximum from.
+    #[inline(always)]
+    fn grad_at(&self, i: usize, p: usize) -> (f32, usize) {
+        let grad = self.output_grad[i];
+        let grad = if self.output[i] > 0.0 {
+            grad
+        } else {
+            grad * self.slope
+        };
+        let pixel = if self.argmax.is_empty() {
+            p
+        } else {
+            usize::from(self.argmax[i])
+        };
+        (grad, pixel)
+    }
+}
+
+/// Add to `sums` (`TAPS` consecutive taps, 16 output channels each) the sum over `pixels` of
+/// each pixel's input at those taps (`offset` past its base) times its gradient. The
+/// accumulators stay in registers across the pixels, as in the forward tile.
+#[inline(always)]
+pub(super) fn weight_grad_tile<M: MulAdd, const TAPS: usize>(
+    padded: &[f32],
+    pixels: &[(usize, [f32; LANES])],
+    offset: usize,
+    sums: &mut [[f32; LANES]; TAPS],
+) {
+    let mut acc = [[0.0f32; LANES]; TAPS];
+    for (base, grads) in pixels {
+        let inputs: &[f32; TAPS] = padded[base + offset..][..TAPS]
+            .try_into()
+            .expect("TAPS values");
+        for (acc, &a) in acc.iter_mut().zip(inputs) {
+            for (acc, grad) in acc.iter_mut().zip(grads) {
+                *acc = M::mul_add(a, *grad, *acc);
+            }
+        }
+    }
+    for (sum, acc) in sums.iter_mut().zip(&acc) {
+        for (sum, acc) in sum.iter_mut().zip(acc) {
+            *sum += acc;
+        }
+    }
+}
+
+pub(super) struct BackwardCandidate<'a> {
+    worker: &'a Backward<'a>,
+    /// The candidate's values in the output and its gradient.
+    at: std::ops::Range<usize>,
+    sums: &'a mut Sums,
+}
+
+impl Kernel for BackwardCandidate<'_> {
+    #[inline(always)]
+    fn run<M: MulAdd>(self) {
+        self.worker.run_with::<M>(self.at, self.sums)
+    }
+}
+
+/// `y += a * x`, in whole vectors: the rows are short (8 values in SeedCnn's first block),
+/// too short for the compiler's own vectorised loop.
+#[inline(always)]
+pub(super) fn axpy<M: MulAdd>(a: f32, x: &[f32], y: &mut [f32]) {
+    let (x8, x_rest) = x.as_chunks::<8>();
+    let (y8, y_rest) = y.as_chunks_mut::<8>();
+    for (y, x) in y8.iter_mut().zip(x8) {
+        // Through a local copy: the compiler then vectorises without proving `x` and `y`
+        // apart (in place, it emitted eight scalar FMAs).
+        let mut sum = *y;
+        for lane in 0..8 {
+            sum[lane] = M::mul_add(a, x[lane], sum[lane]);
+        }
+        *y = sum;
+    }
+    for (y, x) in y_rest.iter_mut().zip(x_rest) {
+        *y = M::mul_add(a, *x, *y);
+    }
+}

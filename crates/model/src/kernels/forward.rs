@@ -1,0 +1,196 @@
+//! The forward pass of a fused block: [`conv_block`] and the register tile it runs.
+
+use super::*;
+
+/// Forward pass of one block over a batch. `input` holds `dims = [N, H, W, C_in]` stored in
+/// `spec.layout`; `weight` is `(C_out, C_in, kH, kW)` and `bias` `(C_out)`, as burn's
+/// `Conv2d` stores them. Returns the channels-last `(N, H', W', C_out)` output and, when
+/// pooling and `keep_argmax` (for a backward pass), which of its window's four pixels
+/// (0..4, row-major) each output value came from.
+pub fn conv_block(
+    input: &[f32],
+    dims: [usize; 4],
+    weight: &[f32],
+    bias: &[f32],
+    spec: &ConvBlock,
+    keep_argmax: bool,
+) -> (Vec<f32>, Option<Vec<u8>>) {
+    conv_block_on(
+        InstructionSet::best(),
+        input,
+        dims,
+        weight,
+        bias,
+        spec,
+        keep_argmax,
+    )
+}
+
+/// [`conv_block`] compiled for `isa`.
+pub(super) fn conv_block_on(
+    isa: InstructionSet,
+    input: &[f32],
+    dims: [usize; 4],
+    weight: &[f32],
+    bias: &[f32],
+    spec: &ConvBlock,
+    keep_argmax: bool,
+) -> (Vec<f32>, Option<Vec<u8>>) {
+    let g = Geometry::new(dims, weight.len(), *spec);
+    assert_eq!(bias.len(), g.c_out, "bias length");
+    let packed = pack_weight(weight, &g);
+    let mut bias_blocks = vec![[0.0; LANES]; g.channel_blocks()];
+    for (co, b) in bias.iter().enumerate() {
+        bias_blocks[co / LANES][co % LANES] = *b;
+    }
+    let n = dims[0];
+    let (in_len, out_len) = (g.input_len(), g.output_len());
+    let mut output = vec![0.0f32; n * out_len];
+    let keep_argmax = keep_argmax && spec.pool;
+    if output.is_empty() {
+        return (output, keep_argmax.then(Vec::new));
+    }
+    let worker = Forward {
+        isa,
+        g: &g,
+        packed: &packed,
+        bias: &bias_blocks,
+    };
+    let scratch = || vec![0.0f32; g.padded_len];
+    let candidates = output.par_chunks_mut(out_len).zip(input.par_chunks(in_len));
+    if keep_argmax {
+        let mut argmax = vec![0u8; n * out_len];
+        candidates
+            .zip(argmax.par_chunks_mut(out_len))
+            .for_each_init(scratch, |padded, ((out, x), argmax)| {
+                worker.run(x, padded, out, argmax)
+            });
+        (output, Some(argmax))
+    } else {
+        candidates.for_each_init(scratch, |padded, (out, x)| {
+            worker.run(x, padded, out, &mut [])
+        });
+        (output, None)
+    }
+}
+
+/// The forward pass of one candidate at a time.
+pub(super) struct Forward<'a> {
+    isa: InstructionSet,
+    g: &'a Geometry,
+    packed: &'a [[f32; LANES]],
+    bias: &'a [[f32; LANES]],
+}
+
+impl Forward<'_> {
+    /// `padded` is scratch of `padded_len` values whose border stays zero between calls.
+    fn run(&self, input: &[f32], padded: &mut [f32], output: &mut [f32], argmax: &mut [u8]) {
+        self.g.fill_padded(input, padded);
+        dispatch(
+            self.isa,
+            ForwardCandidate {
+                worker: self,
+                padded,
+                output,
+                argmax,
+            },
+        );
+    }
+
+    #[inline(always)]
+    fn run_with<M: MulAdd>(&self, padded: &[f32], output: &mut [f32], argmax: &mut [u8]) {
+        let g = self.g;
+        let (taps, c_out, slope) = (g.taps(), g.c_out, g.spec.slope);
+        for group in g.groups() {
+            for (block, bias) in self.bias.iter().enumerate() {
+                let packed = &self.packed[block * taps..][..taps];
+                let acc = tile::<M>(padded, group.bases, g, packed);
+                let first = block * LANES;
+                let lanes = LANES.min(c_out - first);
+                // Whole 16-lane arrays vectorise; only `lanes` of them are stored.
+                let activated = |z| activated(z, bias, slope);
+                if g.spec.pool {
+                    let at = group.first * c_out + first;
+                    let mut best = acc[0];
+                    for pixel in &acc[1..] {
+                        for (best, v) in best.iter_mut().zip(pixel) {
+                            *best = if *v > *best { *v } else { *best };
+                        }
+                    }
+                    output[at..][..lanes].copy_from_slice(&activated(&best)[..lanes]);
+                    if !argmax.is_empty() {
+                        // The first of the window's pixels that holds the maximum.
+                        let mut from = [0u8; LANES];
+                        for (p, pixel) in acc.iter().enumerate().rev() {
+                            for lane in 0..LANES {
+                                if pixel[lane] == best[lane] {
+                                    from[lane] = p as u8;
+                                }
+                            }
+                        }
+                        argmax[at..][..lanes].copy_from_slice(&from[..lanes]);
+                    }
+                } else {
+                    for (p, pixel) in acc.iter().enumerate().take(group.outputs) {
+                        let at = (group.first + p) * c_out + first;
+                        output[at..][..lanes].copy_from_slice(&activated(pixel)[..lanes]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The (leaky) ReLU of `z + bias`. Plain loops and `inline(always)`: closures and
+/// `array::from_fn` are not always inlined, and would then miss the AVX build.
+#[inline(always)]
+pub(super) fn activated(z: &[f32; LANES], bias: &[f32; LANES], slope: f32) -> [f32; LANES] {
+    let mut out = [0.0; LANES];
+    for lane in 0..LANES {
+        let z = z[lane] + bias[lane];
+        out[lane] = if z > 0.0 { z } else { slope * z };
+    }
+    out
+}
+
+pub(super) struct ForwardCandidate<'a> {
+    worker: &'a Forward<'a>,
+    padded: &'a [f32],
+    output: &'a mut [f32],
+    argmax: &'a mut [u8],
+}
+
+impl Kernel for ForwardCandidate<'_> {
+    #[inline(always)]
+    fn run<M: MulAdd>(self) {
+        self.worker
+            .run_with::<M>(self.padded, self.output, self.argmax)
+    }
+}
+
+/// The register tile: 16 output channels' convolution at 4 pixels (`bases` in the padded
+/// input), `packed` holding those channels' weights per tap.
+#[inline(always)]
+pub(super) fn tile<M: MulAdd>(
+    padded: &[f32],
+    bases: [usize; PIXELS],
+    g: &Geometry,
+    packed: &[[f32; LANES]],
+) -> [[f32; LANES]; PIXELS] {
+    let row_taps = g.row_taps;
+    let mut acc = [[0.0f32; LANES]; PIXELS];
+    for ky in 0..g.spec.kernel[0] {
+        // Equal lengths let the compiler drop the bounds checks of the inner loop.
+        let weights = &packed[ky * row_taps..][..row_taps];
+        let rows = bases.map(|base| &padded[base + ky * g.row_stride()..][..row_taps]);
+        for t in 0..row_taps {
+            for (acc, row) in acc.iter_mut().zip(&rows) {
+                let a = row[t];
+                for (acc, w) in acc.iter_mut().zip(&weights[t]) {
+                    *acc = M::mul_add(a, *w, *acc);
+                }
+            }
+        }
+    }
+    acc
+}
