@@ -10,6 +10,7 @@ pub mod candidate;
 pub mod check;
 pub mod conditions;
 pub mod error;
+pub mod kind;
 pub mod psf;
 pub mod real_pixels;
 pub mod realism;
@@ -29,9 +30,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-pub use candidate::{Kind, Stamps, Truth};
+pub use candidate::{Stamps, Truth};
 pub use conditions::Conditions;
 pub use error::SimError;
+pub use kind::Kind;
 
 /// The stage name in manifests and skip messages.
 pub const STAGE: Stage = Stage::Simulate;
@@ -97,7 +99,7 @@ pub fn simulate_split(
     progress: &ProgressBar,
 ) -> Result<Vec<Candidate>, SimError> {
     let config = &pipeline.simulate;
-    candidate::validate_mix(&config.real_mix, &config.bogus_mix)?;
+    kind::validate_mix(&config.real_mix, &config.bogus_mix)?;
     if n >= u32::MAX as usize {
         return Err(SimError::Config(format!(
             "{n} candidates is too many for one split"
