@@ -54,6 +54,20 @@ pub fn model_files(pipeline: &Pipeline) -> Vec<PathBuf> {
     ]
 }
 
+/// The threshold choice for the model now in `artifacts/train/`, after checking that
+/// [`model_files`] are intact (against their stages' manifests) and that the choice was made
+/// for this model.
+pub fn verified_choice(pipeline: &Pipeline) -> Result<ThresholdChoice, EvaluateError> {
+    let train_dir = pipeline.stage_dir(train::STAGE);
+    let evaluate_dir = pipeline.stage_dir(STAGE);
+    let train_manifest = Manifest::read(&train_dir)?;
+    for name in [RECORD_FILE, METADATA_FILE] {
+        train_manifest.verify_output(&train_dir.join(name))?;
+    }
+    Manifest::read(&evaluate_dir)?.verify_output(&evaluate_dir.join(THRESHOLD_FILE))?;
+    ThresholdChoice::read_for_model(&evaluate_dir, &train_dir)
+}
+
 /// `metrics.json` of a model evaluation: the [`Report`] at the chosen threshold, and what
 /// was evaluated.
 #[derive(Debug, Clone, Serialize, Deserialize)]

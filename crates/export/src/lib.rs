@@ -17,7 +17,7 @@ pub mod onnx;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use evaluate::{THRESHOLD_FILE, ThresholdChoice};
+use evaluate::ThresholdChoice;
 use features::NormalisationSpec;
 use hits_core::Stage;
 use hits_core::arrow_io;
@@ -26,7 +26,7 @@ use hits_core::io::{write_bytes_atomic, write_json_atomic};
 use hits_core::manifest::Manifest;
 use hits_core::{Channel, Pipeline};
 use model::backend::Cpu;
-use model::metadata::{METADATA_FILE, RECORD_FILE};
+use model::metadata::METADATA_FILE;
 use model::{Classifier, ModelMetadata};
 use serde::Serialize;
 
@@ -92,13 +92,7 @@ pub struct CheckSummary {
 /// Export the pipeline's trained model, checked on `split`.
 pub fn run(pipeline: &Pipeline, split: &str) -> Result<ExportSummary, ExportError> {
     let train_dir = pipeline.stage_dir(train::STAGE);
-    let train_manifest = Manifest::read(&train_dir)?;
-    for name in [RECORD_FILE, METADATA_FILE] {
-        train_manifest.verify_output(&train_dir.join(name))?;
-    }
-    let evaluate_dir = pipeline.stage_dir(evaluate::STAGE);
-    Manifest::read(&evaluate_dir)?.verify_output(&evaluate_dir.join(THRESHOLD_FILE))?;
-    let choice = ThresholdChoice::read_for_model(&evaluate_dir, &train_dir)?;
+    let choice = evaluate::verified_choice(pipeline)?;
     let metadata = ModelMetadata::read(&train_dir)?;
     let model = model::metadata::load_record::<Cpu>(&train_dir, &metadata, &Default::default())?;
     let normalisation: NormalisationSpec =

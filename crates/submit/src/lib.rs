@@ -12,13 +12,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use evaluate::{Confusion, THRESHOLD_FILE, ThresholdChoice};
+use evaluate::Confusion;
 use hits_core::Pipeline;
 use hits_core::Stage;
 use hits_core::io::{hash_file, read_json, write_bytes_atomic, write_json_atomic};
 use hits_core::manifest::Manifest;
 use hits_core::table::Table;
-use model::metadata::{METADATA_FILE, RECORD_FILE};
 use serde::{Deserialize, Serialize};
 
 pub use error::SubmitError;
@@ -47,13 +46,7 @@ pub struct Submission {
 /// Predict `split` and write the submission.
 pub fn run(pipeline: &Pipeline, split: &str) -> Result<Submission, SubmitError> {
     let train_dir = pipeline.stage_dir(train::STAGE);
-    let train_manifest = Manifest::read(&train_dir)?;
-    for name in [RECORD_FILE, METADATA_FILE] {
-        train_manifest.verify_output(&train_dir.join(name))?;
-    }
-    let evaluate_dir = pipeline.stage_dir(evaluate::STAGE);
-    Manifest::read(&evaluate_dir)?.verify_output(&evaluate_dir.join(THRESHOLD_FILE))?;
-    let choice = ThresholdChoice::read_for_model(&evaluate_dir, &train_dir)?;
+    let choice = evaluate::verified_choice(pipeline)?;
     let set = features::open_split(pipeline, split)?;
     tracing::info!("split {split}: {} candidates", set.len());
     let (model_p_real, mut metadata) = evaluate::predict(&train_dir, &set)?;
