@@ -413,29 +413,32 @@ fn value_info(name: &str, dims: &[Dim], doc: String) -> pb::ValueInfoProto {
     }
 }
 
-fn int(name: &str, value: i64) -> pb::AttributeProto {
+/// An attribute of `kind`, its value still to fill in.
+fn attribute(name: &str, kind: AttributeType) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: value,
+        r#type: kind as i32,
         ..Default::default()
+    }
+}
+
+fn int(name: &str, i: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        i,
+        ..attribute(name, AttributeType::Int)
     }
 }
 
 fn ints(name: &str, values: &[i64]) -> pb::AttributeProto {
     pb::AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Ints as i32,
         ints: values.to_vec(),
-        ..Default::default()
+        ..attribute(name, AttributeType::Ints)
     }
 }
 
-fn float(name: &str, value: f32) -> pb::AttributeProto {
+fn float(name: &str, f: f32) -> pb::AttributeProto {
     pb::AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Float as i32,
-        f: value,
-        ..Default::default()
+        f,
+        ..attribute(name, AttributeType::Float)
     }
 }

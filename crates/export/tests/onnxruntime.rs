@@ -13,6 +13,7 @@ use common::{STAMPS, raw, spread_model};
 use export::check::reference_p_real;
 use export::onnx::{self, GraphSpec};
 use features::NormalisationSpec;
+use features::toy::outcome;
 use hits_core::config::ModelKind;
 use hits_core::{STAMP_PIXELS, TENSOR_LEN};
 
@@ -99,9 +100,7 @@ fn onnxruntime_gives_the_models_p_real_from_csvs_in_either_layout() {
             .arg(&expected)
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
+        outcome(out)
     };
 
     let named: Vec<String> = (0..STAMPS).map(|i| format!("cand-{i:02}")).collect();

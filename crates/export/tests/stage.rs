@@ -2,24 +2,15 @@
 //! exported by the binary, which checks the graph with tract on the test split.
 
 use std::path::Path;
-use std::process::Command;
 
-use features::toy::{seed_pipeline, stamp, write_features};
+use features::toy::{run_stage, seed_pipeline, stamp, write_features};
 use hits_core::Stage;
 use hits_core::arrow_io::write_ipc;
 use hits_core::config::SplitConfig;
 use hits_core::{CoreError, STAMP_PIXELS};
 
 fn export(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_export"))
-        .arg("--pipeline")
-        .arg(pipeline_file)
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    run_stage(env!("CARGO_BIN_EXE_export"), pipeline_file, args)
 }
 
 #[test]

@@ -94,3 +94,22 @@ pub fn seed_pipeline(
     write_features(&pipeline, &[("train", rows, true)]);
     (pipeline, path)
 }
+
+/// Whether a finished process succeeded, and its stdout and stderr together.
+pub fn outcome(out: std::process::Output) -> (bool, String) {
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Run a stage `binary` (e.g. `env!("CARGO_BIN_EXE_submit")`) with `args` then
+/// `--pipeline pipeline_file`: [`outcome`].
+pub fn run_stage(binary: &str, pipeline_file: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(binary)
+        .args(args)
+        .arg("--pipeline")
+        .arg(pipeline_file)
+        .output()
+        .expect("the stage binary starts");
+    outcome(out)
+}

@@ -5,21 +5,13 @@ use std::path::Path;
 use std::process::Command;
 
 use features::NormalisationSpec;
-use features::toy::{seed_pipeline, write_features, write_features_as};
+use features::toy::{outcome, run_stage, seed_pipeline, write_features, write_features_as};
 use hits_core::Pipeline;
 use hits_core::Stage;
 use hits_core::config::{ModelKind, SplitConfig, ThresholdRule};
 
 fn submit(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_submit"))
-        .args(args)
-        .arg("--pipeline")
-        .arg(pipeline_file)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    run_stage(env!("CARGO_BIN_EXE_submit"), pipeline_file, args)
 }
 
 #[test]
@@ -263,9 +255,7 @@ fn predict_scores_a_new_directory_in_either_layout() {
             .args(extra)
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).to_string()
-            + &String::from_utf8_lossy(&output.stderr);
-        (output.status.success(), text)
+        outcome(output)
     };
     let predict = |dir: &Path, out: &Path| predict_with(dir, out, &[]);
     let p_real = |out: &Path| -> Vec<String> {
