@@ -507,6 +507,28 @@ impl Pipeline {
             }
         };
         fraction("simulate.real_fraction", self.simulate.real_fraction, true)?;
+        let (real, bogus) = (&self.simulate.real_mix, &self.simulate.bogus_mix);
+        let real_weights = [real.empty_sky, real.host_galaxy, real.variable_star];
+        let bogus_weights = [
+            bogus.subtraction_residual,
+            bogus.cosmic_ray,
+            bogus.detector_defect,
+            bogus.saturated_star,
+            bogus.noise,
+            bogus.template_defect,
+        ];
+        for (name, weights) in [
+            ("real_mix", &real_weights[..]),
+            ("bogus_mix", &bogus_weights[..]),
+        ] {
+            if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
+                || weights.iter().sum::<f64>() <= 0.0
+            {
+                return Err(format!(
+                    "simulate.{name} weights must be >= 0 with a positive sum: {weights:?}"
+                ));
+            }
+        }
         let real_pixels = &self.simulate.real_pixels;
         fraction(
             "simulate.real_pixels.held_out_fraction",
@@ -682,6 +704,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<Pipeline, String> {
         Pipeline::parse(text, Path::new("test.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn mix_weights_are_checked_at_load() {
+        let mut p = Pipeline::default();
+        p.simulate.bogus_mix.noise = -1.0;
+        let err = parse(&p.to_toml()).unwrap_err();
+        assert!(err.contains("simulate.bogus_mix weights"), "{err}");
+        let mut p = Pipeline::default();
+        p.simulate.real_mix = RealMix {
+            empty_sky: 0.0,
+            host_galaxy: 0.0,
+            variable_star: 0.0,
+        };
+        let err = parse(&p.to_toml()).unwrap_err();
+        assert!(err.contains("simulate.real_mix weights"), "{err}");
     }
 
     #[test]

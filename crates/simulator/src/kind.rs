@@ -1,11 +1,9 @@
-//! The kinds of candidates: the real and bogus taxonomy, how a mix of them is sampled, and
-//! the check of the pipeline's mix weights.
+//! The kinds of candidates: the real and bogus taxonomy and how a mix of them is sampled
+//! (the mix weights are checked when the pipeline is loaded).
 
 use hits_core::config::{BogusMix, RealMix};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
-
-use crate::error::SimError;
 
 /// What a candidate is. The simulated kinds ([`Kind::REAL`], [`Kind::BOGUS`]) come first;
 /// the last five are built from real HiTS pixels ([`crate::real_pixels`]).
@@ -119,27 +117,4 @@ impl Kind {
             .find(|(_, w)| *w > 0.0)
             .map_or(weighted[0].0, |(k, _)| *k)
     }
-}
-
-/// Check that each mix has a positive total weight and no negative weight.
-pub fn validate_mix(real: &RealMix, bogus: &BogusMix) -> Result<(), SimError> {
-    let real_w = [real.empty_sky, real.host_galaxy, real.variable_star];
-    let bogus_w = [
-        bogus.subtraction_residual,
-        bogus.cosmic_ray,
-        bogus.detector_defect,
-        bogus.saturated_star,
-        bogus.noise,
-        bogus.template_defect,
-    ];
-    for (name, weights) in [("real_mix", &real_w[..]), ("bogus_mix", &bogus_w[..])] {
-        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
-            || weights.iter().sum::<f64>() <= 0.0
-        {
-            return Err(SimError::Config(format!(
-                "simulate.{name} weights must be >= 0 with a positive sum: {weights:?}"
-            )));
-        }
-    }
-    Ok(())
 }
