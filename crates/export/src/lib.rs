@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use evaluate::ThresholdChoice;
 use features::NormalisationSpec;
 use hits_core::Stage;
-use hits_core::arrow_io;
 use hits_core::config::ModelKind;
 use hits_core::io::{write_bytes_atomic, write_json_atomic};
 use hits_core::manifest::Manifest;
@@ -114,7 +113,9 @@ pub fn run(pipeline: &Pipeline, split: &str) -> Result<ExportSummary, ExportErro
     let dir = pipeline.stage_dir(STAGE);
     let onnx_path = dir.join(ONNX_FILE);
     let raw_path = ingest::split_path(pipeline, split);
-    let (ids, raw) = raw_stamps(&raw_path)?;
+    // As `features` does: refuse an ingest file changed since ingest wrote it.
+    Manifest::read(&pipeline.stage_dir(ingest::STAGE))?.verify_output(&raw_path)?;
+    let (ids, raw) = features::read_ingest_stamps(&raw_path)?;
     let (max_abs_difference, ours) =
         check_graph(&onnx_path, &bytes, &model, &spec, split, &ids, &raw)?;
     let check_path = dir.join(CHECK_FILE);
@@ -205,27 +206,6 @@ fn json_text<T: Serialize>(value: &T) -> String {
         Ok(other) => other.to_string(),
         Err(_) => String::new(),
     }
-}
-
-/// Ids and raw channel-major `(N, 4, 21, 21)` stamps of an ingest split file.
-pub fn raw_stamps(path: &Path) -> Result<(Vec<String>, Vec<f32>), ExportError> {
-    let mut ids = Vec::new();
-    let mut stamps = Vec::new();
-    for batch in arrow_io::open_ipc(path)? {
-        let batch = batch?;
-        let n = batch.num_rows();
-        let channels: Vec<&[f32]> = Channel::ALL
-            .iter()
-            .map(|c| arrow_io::f32_list_values(path, &batch, c.name()))
-            .collect::<Result<_, _>>()?;
-        stamps.extend(features::stack(&channels, n, &NormalisationSpec::None).0);
-        ids.extend(
-            arrow_io::ids(path, &batch)?
-                .iter()
-                .map(|id| id.unwrap_or_default().to_string()),
-        );
-    }
-    Ok((ids, stamps))
 }
 
 /// Run the graph `bytes` with tract on `raw` stamps and refuse it unless it agrees with the

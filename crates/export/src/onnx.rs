@@ -244,14 +244,13 @@ impl Graph {
             inputs.push(self.param(&format!("{name}.bias"), bias));
         }
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let ints_of = |v: [usize; 2]| [v[0] as i64, v[1] as i64];
         Ok(self.op(
             "Conv",
             &inputs,
             vec![
-                ints("kernel_shape", &ints_of(conv.kernel_size)),
-                ints("strides", &ints_of(conv.stride)),
-                ints("dilations", &ints_of(conv.dilation)),
+                pair("kernel_shape", conv.kernel_size),
+                pair("strides", conv.stride),
+                pair("dilations", conv.dilation),
                 int("group", conv.groups as i64),
                 ints("pads", &pads),
             ],
@@ -259,13 +258,12 @@ impl Graph {
     }
 
     fn max_pool(&mut self, x: &str, pool: &burn::nn::pool::MaxPool2d) -> String {
-        let ints_of = |v: [usize; 2]| [v[0] as i64, v[1] as i64];
         self.op(
             "MaxPool",
             &[x],
             vec![
-                ints("kernel_shape", &ints_of(pool.kernel_size)),
-                ints("strides", &ints_of(pool.stride)),
+                pair("kernel_shape", pool.kernel_size),
+                pair("strides", pool.stride),
             ],
         )
     }
@@ -434,6 +432,11 @@ fn ints(name: &str, values: &[i64]) -> pb::AttributeProto {
         ints: values.to_vec(),
         ..attribute(name, AttributeType::Ints)
     }
+}
+
+/// A 2-D attribute (kernel shape, strides, dilations) from burn's `[usize; 2]`.
+fn pair(name: &str, v: [usize; 2]) -> pb::AttributeProto {
+    ints(name, &[v[0] as i64, v[1] as i64])
 }
 
 fn float(name: &str, f: f32) -> pb::AttributeProto {

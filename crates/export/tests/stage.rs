@@ -7,6 +7,7 @@ use features::toy::{run_stage, seed_pipeline, stamp, write_features};
 use hits_core::Stage;
 use hits_core::arrow_io::write_ipc;
 use hits_core::config::SplitConfig;
+use hits_core::manifest::Manifest;
 use hits_core::{CoreError, STAMP_PIXELS};
 
 fn export(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
@@ -40,12 +41,18 @@ fn export_writes_a_checked_graph_then_skips_and_refuses_a_missing_threshold() {
         labels: None,
         channels,
     };
-    write_ipc::<CoreError>(
-        &ingest::split_path(&pipeline, "test"),
+    let ingest_file = ingest::split_path(&pipeline, "test");
+    let digest = write_ipc::<CoreError>(
+        &ingest_file,
         ingest::schema(),
         [Ok(ingest::record_batch(chunk))],
     )
     .unwrap();
+    let mut manifest = Manifest::new(Stage::Ingest, "test", &pipeline);
+    manifest.add_output_digest(digest);
+    manifest
+        .write(&pipeline.stage_dir(Stage::Ingest), 0.0)
+        .unwrap();
     train::run(&pipeline, false).unwrap();
     evaluate::run(&pipeline, None).unwrap();
 
@@ -65,6 +72,17 @@ fn export_writes_a_checked_graph_then_skips_and_refuses_a_missing_threshold() {
 
     let (ok, text) = export(&pipeline_file, &[]);
     assert!(ok && text.contains("up to date"), "{text}");
+
+    // An ingest file changed since ingest wrote it is refused, naming it.
+    let original = std::fs::read(&ingest_file).unwrap();
+    std::fs::write(&ingest_file, &original[..original.len() / 2]).unwrap();
+    let (ok, text) = export(&pipeline_file, &["--force"]);
+    assert!(
+        !ok && text.contains("test.arrow") && text.contains("re-run `just ingest`"),
+        "{text}"
+    );
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    std::fs::write(&ingest_file, &original).unwrap();
 
     // Without the threshold `evaluate` chose, there is nothing to export: one line, no file.
     std::fs::remove_file(dir.join(export::ONNX_FILE)).unwrap();

@@ -52,6 +52,36 @@ fn check_ingest_schema(
     Ok(())
 }
 
+/// The four channel columns of an ingest batch, in [`Channel::ALL`] order.
+fn ingest_channels<'a>(
+    path: &Path,
+    batch: &'a RecordBatch,
+) -> Result<Vec<&'a [f32]>, FeaturesError> {
+    Ok(Channel::ALL
+        .iter()
+        .map(|c| arrow_io::f32_list_values(path, batch, c.name()))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Ids and raw (unnormalised) channel-major `(N, 4, 21, 21)` stamps of a whole ingest file,
+/// e.g. for a runtime that normalises them itself (`export`'s check).
+pub fn read_ingest_stamps(path: &Path) -> Result<(Vec<String>, Vec<f32>), FeaturesError> {
+    let reader = arrow_io::open_ipc(path)?;
+    check_ingest_schema(path, &reader.schema())?;
+    let (mut ids, mut stamps) = (Vec::new(), Vec::new());
+    for batch in reader {
+        let batch = batch?;
+        let channels = ingest_channels(path, &batch)?;
+        stamps.extend(stack(&channels, batch.num_rows(), &NormalisationSpec::None).0);
+        ids.extend(
+            arrow_io::ids(path, &batch)?
+                .iter()
+                .map(|id| id.unwrap_or_default().to_string()),
+        );
+    }
+    Ok((ids, stamps))
+}
+
 /// Per-channel mean and standard deviation of every pixel of an ingest file.
 pub fn zscore_statistics(path: &Path) -> Result<NormalisationSpec, FeaturesError> {
     let reader = arrow_io::open_ipc(path)?;
@@ -81,10 +111,7 @@ pub fn build_split(
     for batch in reader {
         let batch = batch?;
         let n = batch.num_rows();
-        let channels: Vec<&[f32]> = Channel::ALL
-            .iter()
-            .map(|c| arrow_io::f32_list_values(input, &batch, c.name()))
-            .collect::<Result<_, _>>()?;
+        let channels = ingest_channels(input, &batch)?;
         let (stamps, centre_snr) = stack(&channels, n, &meta.normalisation);
         rows += n;
         let columns: Vec<ArrayRef> = vec![
