@@ -8,8 +8,11 @@
 //! `manifest.json`.
 
 pub mod augment;
+mod checkpoint;
+mod epoch;
 mod error;
 pub mod fit;
+mod scores;
 pub mod split;
 
 use std::fmt::Write as _;
@@ -22,8 +25,10 @@ use hits_core::manifest::Manifest;
 use model::channels_last::TrainBackend;
 use model::metadata::{self, InputSpec, ModelMetadata};
 
+pub use epoch::{EpochRow, learning_rate};
 pub use error::TrainError;
-pub use fit::{EpochRow, Examples, FitOptions, Fitted, fit};
+pub use fit::{Examples, FitOptions, Fitted, fit};
+pub use scores::{ValidationScores, validation_scores};
 pub use split::ValidationSplit;
 
 pub const STAGE: Stage = Stage::Train;

@@ -122,7 +122,7 @@ fn seed_cnn_learns_a_separable_toy_set() {
         last.val_accuracy
     );
     let scores =
-        train::fit::validation_scores::<Cpu>(&fitted.model, &val, 32, &Default::default()).unwrap();
+        train::validation_scores::<Cpu>(&fitted.model, &val, 32, &Default::default()).unwrap();
     assert_eq!(scores.accuracy, last.val_accuracy);
     assert!(scores.f1 > 0.9, "{scores:?}");
 }
@@ -182,9 +182,9 @@ fn sgd_step_decay_and_early_stopping() {
         step_epochs: 2,
         gamma: 0.5,
     };
-    assert_eq!(train::fit::learning_rate(&sgd, 0), 0.1);
-    assert_eq!(train::fit::learning_rate(&sgd, 3), 0.05);
-    assert_eq!(train::fit::learning_rate(&sgd, 4), 0.025);
+    assert_eq!(train::learning_rate(&sgd, 0), 0.1);
+    assert_eq!(train::learning_rate(&sgd, 3), 0.05);
+    assert_eq!(train::learning_rate(&sgd, 4), 0.025);
     // A learning rate of zero never improves: early stopping after `patience` epochs.
     let frozen = OptimiserConfig::Sgd {
         learning_rate: 0.0,
