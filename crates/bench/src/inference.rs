@@ -26,10 +26,7 @@ pub fn measure(
     min_seconds: f64,
 ) -> Vec<Throughput> {
     let device = Default::default();
-    let config = ModelConfig {
-        kind,
-        ..ModelConfig::default()
-    };
+    let config = ModelConfig::of_kind(kind);
     let model = Classifier::<Cpu>::init(&config, &device);
     let available = stamps.len() / TENSOR_LEN;
     batches

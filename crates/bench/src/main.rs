@@ -380,7 +380,7 @@ fn train((pipeline, path): &(Pipeline, PathBuf), recipe: &str) -> anyhow::Result
     )?;
     Ok(Training {
         recipe: recipe.into(),
-        model: pipeline.model.kind,
+        model: pipeline.model.kind(),
         train_candidates: split["train_rows"].as_array().map_or(0, Vec::len),
         epochs: rows.len(),
         seconds_total: run.seconds,

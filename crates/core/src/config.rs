@@ -29,6 +29,8 @@ pub struct Pipeline {
     pub evaluate: EvaluateConfig,
 }
 
+/// The default pipeline: exactly `pipelines/default.toml` (a test keeps the two equal), so a
+/// pipeline file needs to state only where it differs.
 impl Default for Pipeline {
     fn default() -> Self {
         Pipeline {
@@ -83,7 +85,7 @@ impl Default for SimulateConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RealPixelsConfig {
-    /// `real_science_sequences.csv`; empty (the built-in default) builds none.
+    /// `real_science_sequences.csv`; empty builds none.
     pub sequences: PathBuf,
     /// Fraction of each class's objects held out: their candidates go to
     /// `<out_dir>/real_holdout/` and nothing is trained or tuned on them. Which objects are
@@ -100,7 +102,7 @@ pub struct RealPixelsConfig {
 impl Default for RealPixelsConfig {
     fn default() -> Self {
         RealPixelsConfig {
-            sequences: PathBuf::new(),
+            sequences: "data/hits2015/real_science_sequences.csv".into(),
             held_out_fraction: 0.4,
             train: true,
             template_epochs: vec![1, 2, 3, 4, 5],
@@ -301,6 +303,10 @@ impl Default for DataConfig {
             splits: BTreeMap::from([
                 ("train".to_string(), split("data/sim/train", true)),
                 ("test".to_string(), split("data/sim/test", false)),
+                (
+                    "real_holdout".to_string(),
+                    split("data/sim/real_holdout", true),
+                ),
             ]),
             duplicates: DuplicatePolicy::Refuse,
         }
@@ -346,24 +352,55 @@ pub enum ModelKind {
     RotInvCnn,
 }
 
+/// The network and the settings of its kind (`[model]`, tagged by `kind`): a setting that
+/// another kind would ignore is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelConfig {
-    pub kind: ModelKind,
-    /// Dropout before the classifier of `rot_inv_cnn`.
-    pub dropout: f64,
-    /// Filters of `rot_inv_cnn`'s first two convolutions; the last three have twice as many.
-    /// Deep-HiTS used 32; the cost of the tower grows with its square.
-    pub filters: usize,
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelConfig {
+    /// The reference Keras notebook's CNN; it has no settings.
+    SeedCnn {},
+    RotInvCnn {
+        /// Dropout before the classifier.
+        #[serde(default = "default_rot_inv_dropout")]
+        dropout: f64,
+        /// Filters of the first two convolutions; the last three have twice as many.
+        /// Deep-HiTS used 32; the cost of the tower grows with its square.
+        #[serde(default = "default_rot_inv_filters")]
+        filters: usize,
+    },
+}
+
+fn default_rot_inv_dropout() -> f64 {
+    0.5
+}
+
+fn default_rot_inv_filters() -> usize {
+    32
+}
+
+impl ModelConfig {
+    /// A model of `kind` with that kind's default settings.
+    pub fn of_kind(kind: ModelKind) -> Self {
+        match kind {
+            ModelKind::SeedCnn => ModelConfig::SeedCnn {},
+            ModelKind::RotInvCnn => ModelConfig::RotInvCnn {
+                dropout: default_rot_inv_dropout(),
+                filters: default_rot_inv_filters(),
+            },
+        }
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            ModelConfig::SeedCnn {} => ModelKind::SeedCnn,
+            ModelConfig::RotInvCnn { .. } => ModelKind::RotInvCnn,
+        }
+    }
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig {
-            kind: ModelKind::RotInvCnn,
-            dropout: 0.5,
-            filters: 32,
-        }
+        ModelConfig::SeedCnn {}
     }
 }
 
@@ -391,12 +428,23 @@ pub enum OptimiserConfig {
     },
 }
 
-impl Default for OptimiserConfig {
-    fn default() -> Self {
+impl OptimiserConfig {
+    /// Keras' RMSprop defaults, the reference notebook's optimiser.
+    pub fn keras_rmsprop() -> Self {
         OptimiserConfig::Rmsprop {
             learning_rate: 1e-3,
             rho: 0.9,
             epsilon: 1e-7,
+        }
+    }
+
+    /// Adam with the defaults of its paper (and Keras, but for epsilon 1e-8).
+    pub fn adam() -> Self {
+        OptimiserConfig::Adam {
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
         }
     }
 }
@@ -415,7 +463,9 @@ pub struct TrainConfig {
     pub augment: bool,
     /// Weight the loss by inverse class frequency.
     pub class_weights: bool,
-    /// Stop after this many epochs without a lower validation loss (absent: never).
+    /// Stop after this many epochs without a lower validation loss; `None` (0 in a pipeline
+    /// file) never stops early.
+    #[serde(with = "zero_is_never")]
     pub early_stopping_patience: Option<usize>,
 }
 
@@ -424,13 +474,28 @@ impl Default for TrainConfig {
         TrainConfig {
             split: "train".into(),
             validation_fraction: 1.0 / 3.0,
-            epochs: 15,
+            epochs: 50,
             batch_size: 50,
-            optimiser: OptimiserConfig::default(),
-            augment: false,
+            optimiser: OptimiserConfig::adam(),
+            augment: true,
             class_weights: false,
-            early_stopping_patience: None,
+            early_stopping_patience: Some(15),
         }
+    }
+}
+
+/// A patience of 0 in a file means "never": TOML has no null, and a pipeline file must be able
+/// to turn off a default that is on.
+mod zero_is_never {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(value.unwrap_or(0) as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        let n = usize::deserialize(d)?;
+        Ok((n > 0).then_some(n))
     }
 }
 
@@ -468,8 +533,8 @@ pub struct EvaluateConfig {
 impl Default for EvaluateConfig {
     fn default() -> Self {
         EvaluateConfig {
-            threshold: ThresholdRule::Fixed { value: 0.5 },
-            calibration: CalibrationMethod::None,
+            threshold: ThresholdRule::TargetFpr { fpr: 0.01 },
+            calibration: CalibrationMethod::Temperature,
         }
     }
 }
@@ -549,7 +614,7 @@ impl Pipeline {
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             return Err("train.batch_size and train.epochs must be at least 1".into());
         }
-        if self.model.filters == 0 {
+        if let ModelConfig::RotInvCnn { filters: 0, .. } = self.model {
             return Err("model.filters must be at least 1".into());
         }
         if self.data.splits.is_empty() {
@@ -772,9 +837,64 @@ mod tests {
 
     #[test]
     fn a_model_without_filters_is_refused() {
-        assert_eq!(parse("[model]\nfilters = 16\n").unwrap().model.filters, 16);
-        let err = parse("[model]\nfilters = 0\n").unwrap_err();
+        let rot_inv = "[model]\nkind = \"rot_inv_cnn\"\n";
+        assert_eq!(
+            parse(&format!("{rot_inv}filters = 16\n")).unwrap().model,
+            ModelConfig::RotInvCnn {
+                dropout: 0.5,
+                filters: 16
+            }
+        );
+        let err = parse(&format!("{rot_inv}filters = 0\n")).unwrap_err();
         assert!(err.contains("model.filters"), "{err}");
+    }
+
+    #[test]
+    fn a_setting_of_another_model_kind_is_refused() {
+        assert_eq!(
+            parse("[model]\nkind = \"seed_cnn\"\n").unwrap().model,
+            ModelConfig::SeedCnn {}
+        );
+        let err = parse("[model]\nkind = \"seed_cnn\"\ndropout = 0.5\n").unwrap_err();
+        assert!(err.contains("dropout"), "{err}");
+    }
+
+    fn shipped(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../pipelines/{name}.toml"))
+    }
+
+    #[test]
+    fn the_default_pipeline_is_pipelines_default_toml() {
+        let file = Pipeline::load(&shipped("default")).unwrap();
+        assert_eq!(Pipeline::default(), file);
+    }
+
+    /// Every value a shipped pipeline file sets differs from the default's, so the file says
+    /// exactly how that pipeline differs. A table tagged by `kind` counts as one value.
+    #[test]
+    fn shipped_pipelines_state_only_their_differences() {
+        fn redundant(file: &toml::Table, default: &toml::Table, at: &str, out: &mut Vec<String>) {
+            for (key, value) in file {
+                let here = format!("{at}{key}");
+                match (value, default.get(key)) {
+                    (toml::Value::Table(f), Some(toml::Value::Table(d)))
+                        if f.get("kind") == d.get("kind") =>
+                    {
+                        redundant(f, d, &format!("{here}."), out)
+                    }
+                    (v, Some(d)) if v == d => out.push(here),
+                    _ => {}
+                }
+            }
+        }
+        let default = toml::Table::try_from(Pipeline::default()).unwrap();
+        for name in ["seed", "rot_inv_cnn"] {
+            let text = std::fs::read_to_string(shipped(name)).unwrap();
+            let file: toml::Table = toml::from_str(&text).unwrap();
+            let mut same = Vec::new();
+            redundant(&file, &default, "", &mut same);
+            assert!(same.is_empty(), "{name}.toml repeats the default: {same:?}");
+        }
     }
 
     #[test]
@@ -822,10 +942,8 @@ mod tests {
 
     #[test]
     fn threshold_rules_parse_and_are_checked() {
-        assert_eq!(
-            Pipeline::default().evaluate.threshold,
-            ThresholdRule::Fixed { value: 0.5 }
-        );
+        let p = parse("[evaluate]\nthreshold = { kind = \"fixed\", value = 0.5 }\n").unwrap();
+        assert_eq!(p.evaluate.threshold, ThresholdRule::Fixed { value: 0.5 });
         let p = parse("[evaluate]\nthreshold = { kind = \"target_fpr\", fpr = 0.01 }\n").unwrap();
         assert_eq!(p.evaluate.threshold, ThresholdRule::TargetFpr { fpr: 0.01 });
         let p = parse("[evaluate.threshold]\nkind = \"equal_error_rate\"\n").unwrap();
@@ -879,6 +997,11 @@ mod tests {
         let again = parse(&p.to_toml()).unwrap();
         assert_eq!(p, again);
         assert_eq!(p.config_hash(), again.config_hash());
+        // Settings that differ from the default survive the trip too (None is written as 0).
+        let mut p = Pipeline::default();
+        p.train.early_stopping_patience = None;
+        p.model = ModelConfig::of_kind(ModelKind::RotInvCnn);
+        assert_eq!(parse(&p.to_toml()).unwrap(), p);
     }
 }
 

@@ -205,7 +205,7 @@ pub fn run(pipeline: &Pipeline, split: Option<&str>) -> Result<ModelMetrics, Eva
     }
     let result = ModelMetrics {
         evaluated,
-        model: metadata.kind,
+        model: metadata.config.kind(),
         parameters: metadata.parameters,
         threshold_rule: choice.rule,
         metrics,

@@ -143,7 +143,7 @@ pub fn run(pipeline: &Pipeline, split: &str) -> Result<ExportSummary, ExportErro
     let summary = ExportSummary {
         onnx: onnx_path.clone(),
         bytes: bytes.len(),
-        model_kind: metadata.kind,
+        model_kind: metadata.config.kind(),
         parameters: metadata.parameters,
         opset: onnx::OPSET,
         input: Port {
@@ -185,7 +185,7 @@ fn metadata_props(metadata: &ModelMetadata, choice: &ThresholdChoice) -> Vec<(St
             metadata.input.normalisation.to_string(),
         ),
         ("normalisation_in_graph".into(), "true".into()),
-        ("model_kind".into(), json_text(&metadata.kind)),
+        ("model_kind".into(), json_text(&metadata.config.kind())),
         ("parameters".into(), metadata.parameters.to_string()),
         (
             "training_features_blake3".into(),

@@ -57,6 +57,7 @@ fn pipeline(root: &Path, normalisation: Normalisation) -> Pipeline {
         ..Pipeline::default()
     };
     pipeline.features.normalisation = normalisation;
+    pipeline.data.splits.clear();
     pipeline.data.splits.insert(
         "train".into(),
         SplitConfig {

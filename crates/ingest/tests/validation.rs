@@ -453,6 +453,7 @@ fn pipeline_for(root: &Path) -> Pipeline {
         artifacts: root.join("artifacts"),
         ..Pipeline::default()
     };
+    pipeline.data.splits.clear();
     pipeline.data.splits.insert(
         "train".into(),
         SplitConfig {

@@ -19,12 +19,12 @@ impl<B: Backend> Classifier<B> {
     /// A freshly initialised model of the configured kind (initialisation draws from the
     /// backend's RNG: seed it with `B::seed` first for reproducible weights).
     pub fn init(config: &ModelConfig, device: &B::Device) -> Self {
-        match config.kind {
-            ModelKind::SeedCnn => Classifier::Seed(SeedCnnConfig::new().init(device)),
-            ModelKind::RotInvCnn => Classifier::RotInv(
+        match *config {
+            ModelConfig::SeedCnn {} => Classifier::Seed(SeedCnnConfig::new().init(device)),
+            ModelConfig::RotInvCnn { dropout, filters } => Classifier::RotInv(
                 RotInvCnnConfig::new()
-                    .with_dropout(config.dropout)
-                    .with_filters(config.filters)
+                    .with_dropout(dropout)
+                    .with_filters(filters)
                     .init(device),
             ),
         }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
-use hits_core::config::{ModelConfig, ModelKind};
+use hits_core::config::ModelConfig;
 use hits_core::io::{read_json, write_bytes_atomic, write_json_atomic};
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +32,7 @@ pub struct InputSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMetadata {
-    pub kind: ModelKind,
+    /// The model's kind (`config.kind`) and its settings.
     pub config: ModelConfig,
     pub parameters: usize,
     /// Version of the `model` crate that wrote the record.
@@ -56,7 +56,6 @@ impl ModelMetadata {
         features_hash: &str,
     ) -> Self {
         ModelMetadata {
-            kind: model.kind(),
             config: config.clone(),
             parameters: model.num_params(),
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -159,15 +158,6 @@ pub fn load_record<B: Backend>(
         path: path.clone(),
         message,
     };
-    if metadata.config.kind != metadata.kind {
-        return Err(ModelError::Mismatch {
-            path: dir.join(METADATA_FILE),
-            message: format!(
-                "kind {:?} disagrees with config.kind {:?}",
-                metadata.kind, metadata.config.kind
-            ),
-        });
-    }
     let bytes = std::fs::read(&path).map_err(|e| hits_core::CoreError::io(&path, e))?;
     let model = Classifier::<B>::init(&metadata.config, device);
     let record = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -177,7 +167,9 @@ pub fn load_record<B: Backend>(
     .map_err(|e| record_error(e.to_string()))?;
     let model =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.load_record(record)))
-            .map_err(|_| record_error(format!("does not fit a {:?} model", metadata.kind)))?;
+            .map_err(|_| {
+                record_error(format!("does not fit a {:?} model", metadata.config.kind()))
+            })?;
     if model.num_params() != metadata.parameters {
         return Err(ModelError::Mismatch {
             path: dir.join(METADATA_FILE),

@@ -14,11 +14,21 @@ fn device() -> burn::tensor::Device<B> {
     Default::default()
 }
 
+/// A model initialised from a seeded backend generator. The generator is global to the process,
+/// so seeding and drawing happen under one lock: every test's weights are the same on every run.
+fn init_seeded(config: &ModelConfig, seed: u64) -> Classifier<B> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    B::seed(&device(), seed);
+    Classifier::<B>::init(config, &device())
+}
+
+fn init(config: &ModelConfig) -> Classifier<B> {
+    init_seeded(config, 5)
+}
+
 fn config(kind: ModelKind) -> ModelConfig {
-    ModelConfig {
-        kind,
-        ..ModelConfig::default()
-    }
+    ModelConfig::of_kind(kind)
 }
 
 /// Deterministic pseudo-random stamps.
@@ -39,7 +49,7 @@ fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 
 #[test]
 fn seed_cnn_has_the_reference_parameter_count() {
-    let m = Classifier::<B>::init(&config(ModelKind::SeedCnn), &device());
+    let m = init(&config(ModelKind::SeedCnn));
     assert_eq!(m.num_params(), 41_986);
 }
 
@@ -52,11 +62,11 @@ fn rot_inv_cnn_width_follows_its_filters() {
         convs + (72 * f + 1) * 64 + 65 * 64 + 65 * 2
     };
     for filters in [32, 16, 5] {
-        let config = ModelConfig {
+        let config = ModelConfig::RotInvCnn {
+            dropout: 0.5,
             filters,
-            ..config(ModelKind::RotInvCnn)
         };
-        let m = Classifier::<B>::init(&config, &device());
+        let m = init(&config);
         assert_eq!(m.num_params(), params(filters), "{filters} filters");
     }
     assert_eq!(params(16), 104_578, "the figure the README quotes");
@@ -65,7 +75,7 @@ fn rot_inv_cnn_width_follows_its_filters() {
 #[test]
 fn output_shapes() {
     for kind in [ModelKind::SeedCnn, ModelKind::RotInvCnn] {
-        let m = Classifier::<B>::init(&config(kind), &device());
+        let m = init(&config(kind));
         let x = stamps_tensor::<B>(&stamps(3, 1), &device());
         assert_eq!(m.forward(x.clone()).dims(), [3, 2], "{kind:?}");
         let p = values(m.p_real(x));
@@ -95,7 +105,7 @@ fn keras_same_padding_of_a_2x2_kernel_pads_bottom_and_right() {
 #[test]
 fn rot_inv_cnn_is_invariant_to_quarter_turns() {
     let d = device();
-    let m = Classifier::<B>::init(&config(ModelKind::RotInvCnn), &d);
+    let m = init(&config(ModelKind::RotInvCnn));
     let x = stamps_tensor::<B>(&stamps(4, 3), &d);
     let base = values(m.forward(x.clone()));
     let mut rotated = x.clone();
@@ -110,7 +120,7 @@ fn rot_inv_cnn_is_invariant_to_quarter_turns() {
     let other = values(m.forward(stamps_tensor::<B>(&stamps(4, 9), &d)));
     assert!(base.iter().zip(&other).any(|(a, b)| (a - b).abs() > 1e-6));
     // The seed CNN is not invariant, so the test above can tell.
-    let s = Classifier::<B>::init(&config(ModelKind::SeedCnn), &d);
+    let s = init(&config(ModelKind::SeedCnn));
     let (a, b) = (values(s.forward(x.clone())), values(s.forward(rot90(x))));
     assert!(a.iter().zip(&b).any(|(a, b)| (a - b).abs() > 1e-6));
 }
@@ -127,16 +137,16 @@ fn spec(normalisation: serde_json::Value) -> InputSpec {
 fn save_load_gives_identical_predictions_and_mismatch_is_refused() {
     let d = device();
     let dir = tempfile::tempdir().unwrap();
-    let narrow = ModelConfig {
+    let narrow = ModelConfig::RotInvCnn {
+        dropout: 0.5,
         filters: 8,
-        ..config(ModelKind::RotInvCnn)
     };
     for model_config in [
         config(ModelKind::SeedCnn),
         config(ModelKind::RotInvCnn),
         narrow,
     ] {
-        let m = Classifier::<B>::init(&model_config, &d);
+        let m = init(&model_config);
         let input = spec(serde_json::json!({"kind": "minmax_per_stamp"}));
         let meta = ModelMetadata::new(&m, &model_config, input.clone(), "abc");
         metadata::save(&m, &meta, dir.path()).unwrap();
@@ -149,7 +159,7 @@ fn save_load_gives_identical_predictions_and_mismatch_is_refused() {
             q.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
         // A fresh model predicts differently, so equality above means something.
-        let fresh = Classifier::<B>::init(&model_config, &d).predict(&x, 4, &d);
+        let fresh = init_seeded(&model_config, 6).predict(&x, 4, &d);
         assert_ne!(p, fresh);
 
         let other = spec(
@@ -175,12 +185,11 @@ fn save_load_gives_identical_predictions_and_mismatch_is_refused() {
 fn record_of_the_other_kind_is_refused() {
     let d = device();
     let dir = tempfile::tempdir().unwrap();
-    let m = Classifier::<B>::init(&config(ModelKind::SeedCnn), &d);
+    let m = init(&config(ModelKind::SeedCnn));
     let input = spec(serde_json::json!({"kind": "none"}));
     let mut meta = ModelMetadata::new(&m, &config(ModelKind::SeedCnn), input.clone(), "abc");
     metadata::save(&m, &meta, dir.path()).unwrap();
-    meta.kind = ModelKind::RotInvCnn;
-    meta.config.kind = ModelKind::RotInvCnn;
+    meta.config = config(ModelKind::RotInvCnn);
     meta.write(dir.path()).unwrap();
     let err = metadata::load::<B>(dir.path(), &input, &d)
         .unwrap_err()

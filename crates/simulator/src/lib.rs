@@ -336,6 +336,7 @@ mod tests {
         p.simulate.train_candidates = train;
         p.simulate.test_candidates = test;
         p.simulate.real_fraction = real_fraction;
+        p.simulate.real_pixels.sequences = PathBuf::new();
         p
     }
 

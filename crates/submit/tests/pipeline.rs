@@ -5,10 +5,11 @@ use std::path::Path;
 use std::process::Command;
 
 use features::NormalisationSpec;
-use features::toy::{outcome, run_stage, seed_pipeline, write_features, write_features_as};
-use hits_core::Pipeline;
+use features::toy::{
+    outcome, run_stage, seed_pipeline, toy_pipeline, write_features, write_features_as,
+};
 use hits_core::Stage;
-use hits_core::config::{ModelKind, SplitConfig, ThresholdRule};
+use hits_core::config::{SplitConfig, ThresholdRule};
 
 fn submit(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
     run_stage(env!("CARGO_BIN_EXE_submit"), pipeline_file, args)
@@ -17,11 +18,7 @@ fn submit(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
 #[test]
 fn tiny_pipeline_end_to_end() {
     let root = tempfile::tempdir().unwrap();
-    let mut pipeline = Pipeline {
-        artifacts: root.path().join("artifacts"),
-        ..Pipeline::default()
-    };
-    pipeline.model.kind = ModelKind::SeedCnn;
+    let mut pipeline = toy_pipeline(root.path());
     pipeline.train.epochs = 3;
     pipeline.train.batch_size = 16;
     pipeline.data.splits.insert(
@@ -210,11 +207,7 @@ fn csv_row(candidate: usize, channel: usize) -> Vec<String> {
 #[test]
 fn predict_scores_a_new_directory_in_either_layout() {
     let root = tempfile::tempdir().unwrap();
-    let mut pipeline = Pipeline {
-        artifacts: root.path().join("artifacts"),
-        ..Pipeline::default()
-    };
-    pipeline.model.kind = ModelKind::SeedCnn;
+    let mut pipeline = toy_pipeline(root.path());
     pipeline.train.epochs = 2;
     pipeline.train.batch_size = 16;
     write_features(&pipeline, &[("train", 60, true)]);

@@ -136,7 +136,7 @@ pub fn run_on_set(
         "{} training, {} validation candidates; {:?}, {} epochs of batch {}",
         train.len(),
         val.len(),
-        pipeline.model.kind,
+        pipeline.model.kind(),
         cfg.epochs,
         cfg.batch_size
     );

@@ -11,7 +11,7 @@ use hits_core::config::OptimiserConfig;
 
 fn pipeline(root: &Path) -> (Pipeline, PathBuf) {
     features::toy::seed_pipeline(root, 6, 120, |p| {
-        p.train.optimiser = OptimiserConfig::default();
+        p.train.optimiser = OptimiserConfig::keras_rmsprop();
         p.train.augment = true;
     })
 }

@@ -1,9 +1,10 @@
 use std::path::Path;
 
+use features::toy::toy_pipeline;
 use features::{FeatureMeta, NormalisationSpec, StampSet};
 use hits_core::Stage;
 use hits_core::config::{ModelConfig, ModelKind, OptimiserConfig, TrainConfig};
-use hits_core::{Pipeline, STAMP_PIXELS, STAMP_SIDE, TENSOR_LEN};
+use hits_core::{STAMP_PIXELS, STAMP_SIDE, TENSOR_LEN};
 use model::backend::{Cpu, CpuAutodiff};
 use train::{EpochRow, Examples, FitOptions, fit};
 
@@ -47,10 +48,7 @@ fn options(
     augment: bool,
 ) -> FitOptions {
     FitOptions {
-        model: ModelConfig {
-            kind,
-            ..ModelConfig::default()
-        },
+        model: ModelConfig::of_kind(kind),
         train: TrainConfig {
             epochs,
             batch_size: 16,
@@ -217,11 +215,7 @@ fn stamp_set(examples: &Examples, normalisation: NormalisationSpec) -> StampSet 
 #[test]
 fn run_writes_every_output_and_the_model_refuses_other_features() {
     let dir = tempfile::tempdir().unwrap();
-    let mut pipeline = Pipeline {
-        artifacts: dir.path().join("artifacts"),
-        ..Pipeline::default()
-    };
-    pipeline.model.kind = ModelKind::SeedCnn;
+    let mut pipeline = toy_pipeline(dir.path());
     pipeline.train.epochs = 2;
     pipeline.train.batch_size = 16;
     let set = stamp_set(&toy(60, 7), NormalisationSpec::MinmaxPerStamp);
@@ -285,10 +279,7 @@ fn run_writes_every_output_and_the_model_refuses_other_features() {
 #[test]
 fn unlabelled_features_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = Pipeline {
-        artifacts: dir.path().join("artifacts"),
-        ..Pipeline::default()
-    };
+    let pipeline = toy_pipeline(dir.path());
     let mut set = stamp_set(&toy(8, 9), NormalisationSpec::None);
     set.labels[3] = None;
     let err = train::run_on_set(

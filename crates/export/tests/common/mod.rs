@@ -21,10 +21,12 @@ pub const STAMPS: usize = 40;
 /// P(real) to every stamp, which would make any two graphs agree).
 pub fn spread_model(kind: ModelKind, normalisation: &NormalisationSpec) -> Classifier<Cpu> {
     let device = Default::default();
-    let config = ModelConfig {
-        kind,
-        filters: 4,
-        ..ModelConfig::default()
+    let config = match kind {
+        ModelKind::SeedCnn => ModelConfig::SeedCnn {},
+        ModelKind::RotInvCnn => ModelConfig::RotInvCnn {
+            dropout: 0.5,
+            filters: 4,
+        },
     };
     // The backend's generator is global: seed and draw with no other test drawing between.
     static INIT: Mutex<()> = Mutex::new(());
