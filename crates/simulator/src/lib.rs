@@ -15,6 +15,7 @@ pub mod psf;
 pub mod real_pixels;
 pub mod realism;
 pub mod render;
+mod scene;
 pub mod writer;
 
 use std::collections::BTreeMap;

@@ -28,9 +28,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::candidate::{DETECTION_SNR, transient_snr};
+use crate::candidate::DETECTION_SNR;
 use crate::conditions::Conditions;
 use crate::psf::Moffat;
+use crate::scene::transient_snr;
 use crate::{Candidate, Kind, Truth};
 pub use photometry::FluxCorrection;
 pub use sequences::{ObjectClass, ObjectSequence, read_sequences};
