@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hits_core::config::DuplicatePolicy;
-use hits_core::{Channel, STAMP_PIXELS};
+use hits_core::{Channel, CoreError, STAMP_PIXELS};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +33,7 @@ pub(crate) fn check_alignment(
     let (path, ids) = other;
     if let Some(i) = ids.iter().zip(ref_ids).position(|(a, b)| a != b) {
         let row = first_row + i;
-        return Err(IngestError::Cell {
+        return Err(CoreError::Cell {
             path: path.to_path_buf(),
             row: row + 1,
             line: row + 2,
@@ -45,7 +45,7 @@ pub(crate) fn check_alignment(
                 ref_path.display(),
                 ref_ids[i]
             ),
-        });
+        }.into());
     }
     Ok(())
 }
@@ -97,13 +97,14 @@ impl IdRegistry {
         for (i, id) in ids.iter().enumerate() {
             let row = first_row + i;
             if let Some(previous) = self.first_row.insert(digest(id.as_bytes()), row as u32) {
-                return Err(IngestError::Cell {
+                return Err(CoreError::Cell {
                     path: path.to_path_buf(),
                     row: row + 1,
                     line: row + 1 + usize::from(has_header),
                     column: "id".into(),
                     message: format!("duplicate id '{id}' (first at row {})", previous + 1),
-                });
+                }
+                .into());
             }
         }
         Ok(())
@@ -210,13 +211,14 @@ impl Labels {
         let mut by_id = HashMap::with_capacity(label_ids.len());
         for (row, (id, label)) in label_ids.into_iter().zip(labels).enumerate() {
             if let Some((previous, _)) = by_id.insert(digest(id.as_bytes()), (row as u32, label)) {
-                return Err(IngestError::Cell {
+                return Err(CoreError::Cell {
                     path: path.to_path_buf(),
                     row: row + 1,
                     line: row + 2,
                     column: "id".into(),
                     message: format!("second label for id '{id}' (first at row {})", previous + 1),
-                });
+                }
+                .into());
             }
         }
         Ok(Labels::ById(by_id))
@@ -267,7 +269,7 @@ impl Labels {
             )),
             Labels::ByRow(_) => Ok(()),
             Labels::ById(by_id) => match by_id.into_values().map(|(row, _)| row as usize).min() {
-                Some(row) => Err(IngestError::Cell {
+                Some(row) => Err(CoreError::Cell {
                     path: path.to_path_buf(),
                     row: row + 1,
                     line: row + 2,
@@ -277,7 +279,8 @@ impl Labels {
                         id_at(row),
                         candidates_file.display()
                     ),
-                }),
+                }
+                .into()),
                 None => Ok(()),
             },
         }

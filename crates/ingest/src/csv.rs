@@ -11,10 +11,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
-use hits_core::STAMP_PIXELS;
 use hits_core::config::Layout;
 use hits_core::digest::FileDigest;
 use hits_core::digest::Hashed;
+use hits_core::{CoreError, STAMP_PIXELS};
 use polars::prelude::*;
 
 use crate::IngestError;
@@ -474,12 +474,15 @@ pub(crate) fn label_column(
 
 /// The error for a cell polars could not give us: scan the file to say exactly what is there.
 fn cell_problem(path: &Path, columns: &Columns, row: usize, index: usize) -> IngestError {
-    locate_problem(path, columns).unwrap_or_else(|| IngestError::Cell {
-        path: path.to_path_buf(),
-        row: row + 1,
-        line: row + 1 + usize::from(columns.has_header),
-        column: columns.names[index].clone(),
-        message: "unreadable value".into(),
+    locate_problem(path, columns).unwrap_or_else(|| {
+        CoreError::Cell {
+            path: path.to_path_buf(),
+            row: row + 1,
+            line: row + 1 + usize::from(columns.has_header),
+            column: columns.names[index].clone(),
+            message: "unreadable value".into(),
+        }
+        .into()
     })
 }
 
@@ -510,13 +513,16 @@ fn locate_problem(path: &Path, columns: &Columns) -> Option<IngestError> {
         }
         for (col, (field, kind)) in fields.iter().zip(&columns.kinds).enumerate() {
             if let Some(message) = cell_message(field, *kind) {
-                return Some(IngestError::Cell {
-                    path: path.to_path_buf(),
-                    row,
-                    line: line_number,
-                    column: columns.names[col].clone(),
-                    message,
-                });
+                return Some(
+                    CoreError::Cell {
+                        path: path.to_path_buf(),
+                        row,
+                        line: line_number,
+                        column: columns.names[col].clone(),
+                        message,
+                    }
+                    .into(),
+                );
             }
         }
     }

@@ -9,15 +9,7 @@ pub enum IngestError {
     /// A problem with a whole file (missing, empty, wrong header, wrong row count).
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
-    /// A problem with one cell. `row` counts candidates from 1; `line` is the file line.
-    #[error("{path}: row {row} (line {line}), column {column}: {message}")]
-    Cell {
-        path: PathBuf,
-        row: usize,
-        line: usize,
-        column: String,
-        message: String,
-    },
+    /// A problem with one cell is a [`CoreError::Cell`], as the other stages' are.
     #[error(transparent)]
     Core(#[from] CoreError),
     /// A [`crate::scan_split`] sink stopped the scan for a reason of its own.

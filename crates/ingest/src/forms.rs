@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use hits_core::CoreError;
+
 use crate::IngestError;
 
 /// How much of the start of a file decides whether it needs rewriting (the header and
@@ -57,19 +59,20 @@ impl PlainCsv {
                 path: fix_path(path),
                 message: message.replace(&from, &to),
             },
-            IngestError::Cell {
+            IngestError::Core(CoreError::Cell {
                 path,
                 row,
                 line,
                 column,
                 message,
-            } => IngestError::Cell {
+            }) => CoreError::Cell {
                 path: fix_path(path),
                 row,
                 line,
                 column,
                 message: message.replace(&from, &to),
-            },
+            }
+            .into(),
             other => other,
         }
     }
