@@ -38,6 +38,18 @@ impl StageArgs {
         Pipeline::load(&self.pipeline)
     }
 
+    /// The loaded pipeline, or `None` when `stage` is up to date ([`StageArgs::skip`]) for the
+    /// inputs `inputs` lists: a stage binary's first step.
+    pub fn pipeline_to_run(
+        &self,
+        stage: Stage,
+        inputs: impl FnOnce(&Pipeline) -> Vec<PathBuf>,
+    ) -> Result<Option<Pipeline>, crate::CoreError> {
+        let pipeline = self.load()?;
+        let skip = self.skip(&pipeline, stage, &inputs(&pipeline));
+        Ok((!skip).then_some(pipeline))
+    }
+
     /// [`skip_if_up_to_date`] for `stage` in its own directory, unless `--force`.
     pub fn skip(&self, pipeline: &Pipeline, stage: Stage, inputs: &[PathBuf]) -> bool {
         skip_if_up_to_date(

@@ -21,14 +21,12 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let pipeline = args.stage.load()?;
-    if args.stage.skip(
-        &pipeline,
-        export::STAGE,
-        &export::input_files(&pipeline, &args.split),
-    ) {
+    let Some(pipeline) = args
+        .stage
+        .pipeline_to_run(export::STAGE, |p| export::input_files(p, &args.split))?
+    else {
         return Ok(());
-    }
+    };
     let s = export::run(&pipeline, &args.split)?;
     println!(
         "export: {} ({} bytes, opset {}), input '{}' -> output '{}'; tract agrees with the model on {} candidates of split {} to {:.1e}",

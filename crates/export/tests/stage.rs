@@ -6,7 +6,6 @@ use std::path::Path;
 use features::toy::{run_stage, seed_pipeline, stamp, write_features};
 use hits_core::Stage;
 use hits_core::arrow_io::write_ipc;
-use hits_core::config::SplitConfig;
 use hits_core::manifest::Manifest;
 use hits_core::{CoreError, STAMP_PIXELS};
 
@@ -17,15 +16,8 @@ fn export(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
 #[test]
 fn export_writes_a_checked_graph_then_skips_and_refuses_a_missing_threshold() {
     let root = tempfile::tempdir().unwrap();
-    let (pipeline, pipeline_file) = seed_pipeline(root.path(), 2, 60, |p| {
-        p.data.splits.insert(
-            "test".into(),
-            SplitConfig {
-                dir: "unused".into(),
-                labelled: false,
-            },
-        );
-    });
+    // The toy pipeline's `test` split is unlabelled, as the default's.
+    let (pipeline, pipeline_file) = seed_pipeline(root.path(), 2, 60, |_| {});
     // The toy features are unnormalised, so the raw ingest stamps are the same values.
     write_features(&pipeline, &[("train", 60, true), ("test", 40, false)]);
     let rows = 40;

@@ -16,14 +16,12 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let pipeline = args.stage.load()?;
-    if args.stage.skip(
-        &pipeline,
-        features::STAGE,
-        &features::input_files(&pipeline),
-    ) {
+    let Some(pipeline) = args
+        .stage
+        .pipeline_to_run(features::STAGE, features::input_files)?
+    else {
         return Ok(());
-    }
+    };
     for summary in features::run(&pipeline)? {
         println!(
             "features {}: {} stamps (4x21x21) -> {}",

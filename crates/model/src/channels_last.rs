@@ -23,7 +23,7 @@ use burn_flex::{Flex, FlexDevice, FlexTensor, Layout as FlexLayout};
 
 use std::sync::Arc;
 
-use crate::kernels::{self, ActivationLayout, ConvBlock};
+use crate::kernels::{self, ActivationLayout, ConvBlock, InstructionSet};
 
 /// Backend operations for fused channels-last convolution blocks. The provided methods run
 /// the CPU kernels on the tensor's values; a backend declares whether to use them, and may
@@ -62,7 +62,7 @@ pub trait ChannelsLastOps: Backend {
         let (out, argmax) = Self::with_values(x, |x| {
             Self::with_values(weight, |w| {
                 Self::with_values(bias, |b| {
-                    kernels::conv_block(x, dims, w, b, &spec, keep_argmax)
+                    kernels::conv_block(InstructionSet::best(), x, dims, w, b, &spec, keep_argmax)
                 })
             })
         });
@@ -90,8 +90,19 @@ pub trait ChannelsLastOps: Backend {
             Self::with_values(weight, |w| {
                 Self::with_values(output, |out| {
                     Self::with_values(grad, |grad| {
+                        let pass = kernels::BackwardPass {
+                            input: x,
+                            dims,
+                            weight: w,
+                            output: out,
+                            argmax,
+                            output_grad: grad,
+                        };
                         kernels::conv_block_backward(
-                            x, dims, w, out, argmax, grad, &spec, input_grad,
+                            InstructionSet::best(),
+                            &pass,
+                            &spec,
+                            input_grad,
                         )
                     })
                 })

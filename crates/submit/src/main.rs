@@ -57,14 +57,11 @@ fn run() -> Result<()> {
     });
     match command {
         Command::Predict { stage, split } => {
-            let pipeline = stage.load()?;
-            if stage.skip(
-                &pipeline,
-                submit::STAGE,
-                &submit::input_files(&pipeline, &split),
-            ) {
+            let Some(pipeline) =
+                stage.pipeline_to_run(submit::STAGE, |p| submit::input_files(p, &split))?
+            else {
                 return Ok(());
-            }
+            };
             let s = submit::run(&pipeline, &split)?;
             println!(
                 "submit {split}: {} candidates, {} called real at threshold {} -> {}",

@@ -9,7 +9,7 @@ use features::toy::{
     outcome, run_stage, seed_pipeline, toy_pipeline, write_features, write_features_as,
 };
 use hits_core::Stage;
-use hits_core::config::{SplitConfig, ThresholdRule};
+use hits_core::config::ThresholdRule;
 
 fn submit(pipeline_file: &Path, args: &[&str]) -> (bool, String) {
     run_stage(env!("CARGO_BIN_EXE_submit"), pipeline_file, args)
@@ -21,13 +21,7 @@ fn tiny_pipeline_end_to_end() {
     let mut pipeline = toy_pipeline(root.path());
     pipeline.train.epochs = 3;
     pipeline.train.batch_size = 16;
-    pipeline.data.splits.insert(
-        "test".into(),
-        SplitConfig {
-            dir: "unused".into(),
-            labelled: false,
-        },
-    );
+    // The toy pipeline's `test` split is unlabelled, as the default's.
     write_features(&pipeline, &[("train", 90, true), ("test", 40, false)]);
     train::run(&pipeline, false).unwrap();
 

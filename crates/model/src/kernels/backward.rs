@@ -14,8 +14,19 @@ pub struct ConvBlockGrads {
     pub bias: Vec<f32>,
 }
 
-/// The backward pass of [`conv_block`]: `output`, `argmax` are what it returned, and
-/// `output_grad` the loss gradient with respect to `output`.
+/// The inputs of [`conv_block_backward`]: the forward pass's inputs and outputs, and the loss
+/// gradient with respect to its output.
+pub struct BackwardPass<'a> {
+    pub input: &'a [f32],
+    pub dims: [usize; 4],
+    pub weight: &'a [f32],
+    pub output: &'a [f32],
+    pub argmax: Option<&'a [u8]>,
+    pub output_grad: &'a [f32],
+}
+
+/// The backward pass of [`conv_block`], compiled for `isa`: `pass.output` and `pass.argmax` are
+/// what it returned, and `pass.output_grad` the loss gradient with respect to `pass.output`.
 ///
 /// The activation's derivative is read from the sign of the output, and each pooled value's
 /// gradient goes to the one convolution pixel it came from, so with pooling only a quarter of
@@ -25,53 +36,13 @@ pub struct ConvBlockGrads {
 /// GEMM per block of channels and the input gradient a convolution of the gradient map with
 /// the flipped filters (see `Geometry::weight_grad_by_gemm`). Gradients are summed over fixed groups of
 /// candidates in a fixed order, so they do not depend on the number of threads.
-#[allow(clippy::too_many_arguments)] // the forward pass's inputs and outputs
 pub fn conv_block_backward(
-    input: &[f32],
-    dims: [usize; 4],
-    weight: &[f32],
-    output: &[f32],
-    argmax: Option<&[u8]>,
-    output_grad: &[f32],
-    spec: &ConvBlock,
-    input_grad: bool,
-) -> ConvBlockGrads {
-    let pass = BackwardPass {
-        input,
-        dims,
-        weight,
-        output,
-        argmax,
-        output_grad,
-    };
-    conv_block_backward_on(InstructionSet::best(), &pass, spec, input_grad)
-}
-
-/// The inputs of [`conv_block_backward`].
-pub(super) struct BackwardPass<'a> {
-    pub(super) input: &'a [f32],
-    pub(super) dims: [usize; 4],
-    pub(super) weight: &'a [f32],
-    pub(super) output: &'a [f32],
-    pub(super) argmax: Option<&'a [u8]>,
-    pub(super) output_grad: &'a [f32],
-}
-
-/// [`conv_block_backward`] compiled for `isa`.
-pub(super) fn conv_block_backward_on(
     isa: InstructionSet,
     pass: &BackwardPass,
     spec: &ConvBlock,
     input_grad: bool,
 ) -> ConvBlockGrads {
-    let BackwardPass {
-        input,
-        dims,
-        weight,
-        output,
-        argmax,
-        output_grad,
-    } = *pass;
+    let (dims, weight, argmax) = (pass.dims, pass.weight, pass.argmax);
     let g = Geometry::new(dims, weight.len(), *spec);
     assert_eq!(
         argmax.is_some(),
@@ -95,11 +66,11 @@ pub(super) fn conv_block_backward_on(
     let worker = Backward {
         isa,
         g: &g,
-        input,
+        input: pass.input,
         weight: &by_tap,
-        output,
+        output: pass.output,
         argmax: argmax.unwrap_or(&[]),
-        output_grad,
+        output_grad: pass.output_grad,
     };
     let new_sums = || Sums {
         weight: vec![[0.0; LANES]; if gemm { g.channel_blocks() * taps } else { 0 }],
@@ -294,7 +265,7 @@ impl Backward<'_> {
             slope: 1.0, // no activation
         };
         let dims = [n, map_h, map_w, c_out];
-        let (grad, _) = conv_block_on(
+        let (grad, _) = conv_block(
             self.isa,
             &maps,
             dims,

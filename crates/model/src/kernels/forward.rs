@@ -2,32 +2,13 @@
 
 use super::*;
 
-/// Forward pass of one block over a batch. `input` holds `dims = [N, H, W, C_in]` stored in
+/// Forward pass of one block over a batch, compiled for `isa` ([`InstructionSet::best`] for
+/// the fastest this CPU runs). `input` holds `dims = [N, H, W, C_in]` stored in
 /// `spec.layout`; `weight` is `(C_out, C_in, kH, kW)` and `bias` `(C_out)`, as burn's
 /// `Conv2d` stores them. Returns the channels-last `(N, H', W', C_out)` output and, when
 /// pooling and `keep_argmax` (for a backward pass), which of its window's four pixels
 /// (0..4, row-major) each output value came from.
 pub fn conv_block(
-    input: &[f32],
-    dims: [usize; 4],
-    weight: &[f32],
-    bias: &[f32],
-    spec: &ConvBlock,
-    keep_argmax: bool,
-) -> (Vec<f32>, Option<Vec<u8>>) {
-    conv_block_on(
-        InstructionSet::best(),
-        input,
-        dims,
-        weight,
-        bias,
-        spec,
-        keep_argmax,
-    )
-}
-
-/// [`conv_block`] compiled for `isa`.
-pub(super) fn conv_block_on(
     isa: InstructionSet,
     input: &[f32],
     dims: [usize; 4],

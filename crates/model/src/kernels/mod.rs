@@ -397,7 +397,7 @@ fn pack_weight(weight: &[f32], g: &Geometry) -> Vec<[f32; LANES]> {
 mod backward;
 mod forward;
 
-pub use backward::{ConvBlockGrads, conv_block_backward};
+pub use backward::{BackwardPass, ConvBlockGrads, conv_block_backward};
 pub use forward::conv_block;
 
 #[cfg(test)]
@@ -405,6 +405,35 @@ mod tests {
     use super::backward::*;
     use super::forward::*;
     use super::*;
+
+    fn wave(len: usize, k: f32) -> Vec<f32> {
+        (0..len).map(|i| (i as f32 * k).sin()).collect()
+    }
+
+    /// One `spec` block of `c_out` filters on `dims` of fixed waves: its output, then its input,
+    /// weight and bias gradients for the output gradient `wave(output.len(), 0.13)`, on `isa`.
+    fn forward_and_backward(
+        isa: InstructionSet,
+        dims: [usize; 4],
+        c_out: usize,
+        spec: &ConvBlock,
+    ) -> [Vec<f32>; 4] {
+        let input = wave(dims.iter().product(), 0.37);
+        let weight = wave(c_out * dims[3] * spec.kernel[0] * spec.kernel[1], 0.91);
+        let bias = wave(c_out, 0.5);
+        let (output, argmax) = conv_block(isa, &input, dims, &weight, &bias, spec, true);
+        let output_grad = wave(output.len(), 0.13);
+        let pass = BackwardPass {
+            input: &input,
+            dims,
+            weight: &weight,
+            output: &output,
+            argmax: argmax.as_deref(),
+            output_grad: &output_grad,
+        };
+        let g = conv_block_backward(isa, &pass, spec, true);
+        [output, g.input.unwrap(), g.weight, g.bias]
+    }
 
     /// Gradients are bit-identical whatever the number of threads, so training runs repeat
     /// exactly (and a resumed run matches an uninterrupted one).
@@ -429,7 +458,6 @@ mod tests {
         if !names.contains(&"avx512") {
             eprintln!("skipped: avx512 (this CPU lacks AVX-512F/VL)");
         }
-        let wave = |len: usize, k: f32| (0..len).map(|i| (i as f32 * k).sin()).collect::<Vec<_>>();
         for (layout, pool, slope, c_in, c_out) in [
             (ActivationLayout::ChannelsFirst, true, 0.0, 4, 32),
             (ActivationLayout::ChannelsLast, true, 0.01, 8, 17),
@@ -443,25 +471,7 @@ mod tests {
                 pool,
                 slope,
             };
-            let dims = [6, 9, 9, c_in];
-            let input = wave(6 * 81 * c_in, 0.37);
-            let weight = wave(c_out * c_in * 9, 0.91);
-            let bias = wave(c_out, 0.5);
-            let run = |isa| {
-                let (output, argmax) =
-                    conv_block_on(isa, &input, dims, &weight, &bias, &spec, true);
-                let output_grad = wave(output.len(), 0.13);
-                let pass = BackwardPass {
-                    input: &input,
-                    dims,
-                    weight: &weight,
-                    output: &output,
-                    argmax: argmax.as_deref(),
-                    output_grad: &output_grad,
-                };
-                let g = conv_block_backward_on(isa, &pass, &spec, true);
-                [output, g.input.unwrap(), g.weight, g.bias]
-            };
+            let run = |isa| forward_and_backward(isa, [6, 9, 9, c_in], c_out, &spec);
             let baseline = run(sets[0]);
             let mut fused: Option<[Vec<f32>; 4]> = None;
             for &isa in &sets[1..] {
@@ -510,28 +520,16 @@ mod tests {
             slope > 0.0
         );
         let dims = [50, 10, 10, 8];
-        let wave = |len: usize, k: f32| (0..len).map(|i| (i as f32 * k).sin()).collect::<Vec<_>>();
-        let (input, weight, bias) = (wave(50 * 800, 0.37), wave(16 * 32, 0.91), wave(16, 0.5));
-        let (output, argmax) = conv_block(&input, dims, &weight, &bias, &spec, true);
-        let output_grad = wave(output.len(), 0.13);
+        let isa = InstructionSet::best();
         let grads = |threads| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
             pool.install(|| {
-                let g = conv_block_backward(
-                    &input,
-                    dims,
-                    &weight,
-                    &output,
-                    argmax.as_deref(),
-                    &output_grad,
-                    &spec,
-                    true,
-                );
+                let [_, input, weight, bias] = forward_and_backward(isa, dims, 16, &spec);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                (bits(&g.input.unwrap()), bits(&g.weight), bits(&g.bias))
+                (bits(&input), bits(&weight), bits(&bias))
             })
         };
         let one = grads(1);
