@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
-use hits_core::config::Layout;
+use hits_core::config::{DataConfig, Layout};
 use hits_core::digest::FileDigest;
 use hits_core::digest::Hashed;
 use hits_core::{CoreError, STAMP_PIXELS};
@@ -39,13 +39,9 @@ pub(crate) struct Columns {
 }
 
 impl Columns {
-    /// Columns of a channel file in `layout`, checked against the file's first line.
-    pub fn channel(
-        path: &Path,
-        layout: Layout,
-        id_column: &str,
-        plain_header: bool,
-    ) -> Result<Self, IngestError> {
+    /// Columns of a channel file in `data.layout`, checked against the file's first line.
+    pub fn channel(path: &Path, data: &DataConfig) -> Result<Self, IngestError> {
+        let (layout, id_column, plain_header) = (data.layout, data.id_column.as_str(), data.header);
         let first = first_line(path)?;
         let fields: Vec<&str> = first.split(',').collect();
         match layout {
@@ -101,13 +97,9 @@ impl Columns {
         }
     }
 
-    /// Columns of a labels file in `layout`.
-    pub fn labels(
-        path: &Path,
-        layout: Layout,
-        id_column: &str,
-        plain_header: bool,
-    ) -> Result<Self, IngestError> {
+    /// Columns of a labels file in `data.layout`.
+    pub fn labels(path: &Path, data: &DataConfig) -> Result<Self, IngestError> {
+        let (layout, id_column, plain_header) = (data.layout, data.id_column.as_str(), data.header);
         let first = first_line(path)?;
         match layout {
             Layout::IdHeader => {

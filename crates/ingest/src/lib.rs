@@ -135,13 +135,13 @@ fn scan_plain_files(
     let channel_paths = &paths[..Channel::ALL.len()];
     let columns: Vec<Columns> = channel_paths
         .iter()
-        .map(|path| Columns::channel(path, data.layout, &data.id_column, data.header))
+        .map(|path| Columns::channel(path, data))
         .collect::<Result<_, _>>()?;
     let template = channel_paths[0].as_path();
     // (labels file, its labels) of a labelled split.
     let mut labels = match paths.get(Channel::ALL.len()) {
         Some(labels_path) => {
-            let columns = Columns::labels(labels_path, data.layout, &data.id_column, data.header)?;
+            let columns = Columns::labels(labels_path, data)?;
             let whole = Chunk {
                 frame: read_frame(labels_path, &columns)?,
                 first_row: 0,

@@ -10,7 +10,7 @@ use hits_core::STAMP_SIDE;
 use crate::candidate::Stamps;
 use crate::conditions::{SATURATION_ADU, pixel_variance};
 use crate::psf::{Kernel, Moffat};
-use crate::scene::{Scene, Setup, Shape, Source};
+use crate::scene::{Scene, Setup};
 
 /// A square image; coordinates handed to its methods are relative to its central pixel, so
 /// the stamp centre is (0, 0) whatever the canvas margin.
@@ -161,34 +161,6 @@ fn bleed(image: &mut Image) {
     }
 }
 
-/// Draw `source` with `psf` (whose Gaussian σ is `sigma`), moved by `shift` and scaled by `scale`.
-fn draw_source(
-    image: &mut Image,
-    (psf, sigma): (&Moffat, f32),
-    source: &Source,
-    shift: (f32, f32),
-    scale: f32,
-) {
-    let (x, y, flux) = (source.x + shift.0, source.y + shift.1, source.flux * scale);
-    match source.shape {
-        Shape::Point => image.add_point_source(psf, x, y, flux),
-        Shape::Galaxy {
-            scale: h,
-            axis_ratio,
-            angle,
-        } => {
-            let (c, s) = (angle.cos(), angle.sin());
-            let central = flux / (std::f32::consts::TAU * h * h * axis_ratio);
-            // Softening the radius by the PSF's σ stands in for the PSF convolution of the disc.
-            let soft2 = sigma * sigma;
-            image.add_profile(x, y, |dx, dy| {
-                let (u, v) = (dx * c + dy * s, (-dx * s + dy * c) / axis_ratio);
-                central * (-(u * u + v * v + soft2).sqrt() / h).exp()
-            });
-        }
-    }
-}
-
 /// Observe a scene in both epochs and subtract them as HiTS did: the sharper image is
 /// convolved to the broader PSF, the template scaled to the science zero point, and the
 /// difference divided by its propagated noise.
@@ -211,13 +183,12 @@ pub(crate) fn subtract(scene: &Scene, setup: &Setup, rng: &mut ChaCha8Rng) -> St
         STAMP_SIDE
     });
     for source in scene.static_sources.iter().chain(&scene.science_sources) {
-        draw_source(&mut science, setup.psf_of(false), source, (0.0, 0.0), 1.0);
+        source.draw(&mut science, setup.psf_of(false), (0.0, 0.0), 1.0);
     }
     for source in scene.static_sources.iter().chain(&scene.template_sources) {
-        draw_source(
+        source.draw(
             &mut template,
             setup.psf_of(true),
-            source,
             scene.template_shift,
             to_template,
         );
@@ -405,11 +376,10 @@ mod tests {
             let mut sci = Image::new(canvas);
             let mut tmp = Image::new(canvas);
             let sharp_psf = (&setup.sharp_psf, setup.sharp_sigma);
-            draw_source(&mut sci, sharp_psf, &star, (0.0, 0.0), 1.0);
-            draw_source(
+            star.draw(&mut sci, sharp_psf, (0.0, 0.0), 1.0);
+            star.draw(
                 &mut tmp,
                 sharp_psf,
-                &star,
                 (0.0, 0.0),
                 1.0 / setup.pair.flux_scale(),
             );

@@ -11,10 +11,11 @@ use crate::kind::Kind;
 use crate::psf::{
     FWHM_PER_SEEING_RANGE, FWHM_PER_SIGMA, Kernel, MOFFAT_BETA_RANGE, Moffat, PSF_AXIS_RATIO_RANGE,
 };
+use crate::render::Image;
 
 /// Light profile of a source before the atmosphere blurs it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Shape {
+enum Shape {
     Point,
     /// Exponential disc (Sérsic n = 1): scale length, axis ratio and position angle.
     Galaxy {
@@ -27,10 +28,42 @@ pub(crate) enum Shape {
 /// A source at (x, y) pixels from the stamp centre with `flux` in science ADU.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Source {
-    pub(crate) x: f32,
-    pub(crate) y: f32,
-    pub(crate) flux: f32,
-    pub(crate) shape: Shape,
+    x: f32,
+    y: f32,
+    flux: f32,
+    shape: Shape,
+}
+
+impl Source {
+    /// Draw the source into `image` with `psf` (whose Gaussian σ is `sigma`), moved by `shift`
+    /// and its flux scaled by `scale`.
+    pub(crate) fn draw(
+        &self,
+        image: &mut Image,
+        (psf, sigma): (&Moffat, f32),
+        shift: (f32, f32),
+        scale: f32,
+    ) {
+        let (x, y, flux) = (self.x + shift.0, self.y + shift.1, self.flux * scale);
+        match self.shape {
+            Shape::Point => image.add_point_source(psf, x, y, flux),
+            Shape::Galaxy {
+                scale: h,
+                axis_ratio,
+                angle,
+            } => {
+                let (c, s) = (angle.cos(), angle.sin());
+                let central = flux / (std::f32::consts::TAU * h * h * axis_ratio);
+                // Softening the radius by the PSF's σ stands in for the PSF convolution of the
+                // disc.
+                let soft2 = sigma * sigma;
+                image.add_profile(x, y, |dx, dy| {
+                    let (u, v) = (dx * c + dy * s, (-dx * s + dy * c) / axis_ratio);
+                    central * (-(u * u + v * v + soft2).sqrt() / h).exp()
+                });
+            }
+        }
+    }
 }
 
 /// Pixel-level additions (ADU of their own image) that the atmosphere did not blur:

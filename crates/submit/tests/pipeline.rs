@@ -201,10 +201,7 @@ fn csv_row(candidate: usize, channel: usize) -> Vec<String> {
 #[test]
 fn predict_scores_a_new_directory_in_either_layout() {
     let root = tempfile::tempdir().unwrap();
-    let mut pipeline = toy_pipeline(root.path());
-    pipeline.train.epochs = 2;
-    pipeline.train.batch_size = 16;
-    write_features(&pipeline, &[("train", 60, true)]);
+    let (pipeline, _) = seed_pipeline(root.path(), 2, 60, |_| {});
     train::run(&pipeline, false).unwrap();
     evaluate::run(&pipeline, None).unwrap();
 
