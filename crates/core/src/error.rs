@@ -37,3 +37,45 @@ impl CoreError {
         }
     }
 }
+
+/// Declares a stage's error enum: first one transparent `#[from]` variant per error of the
+/// crates the stage builds on (their messages already name the file, row and column, so they
+/// are shown as they are), then the stage's own variants, written as in any thiserror enum.
+///
+/// ```
+/// use std::path::PathBuf;
+/// use hits_core::CoreError;
+///
+/// hits_core::stage_error! {
+///     /// Everything that can stop the stage.
+///     pub enum StageError {
+///         upstream { Core(CoreError) }
+///         /// Data the stage cannot use.
+///         #[error("{path}: {message}")]
+///         Data { path: PathBuf, message: String },
+///     }
+/// }
+///
+/// let e: StageError = CoreError::io("x.csv", std::io::ErrorKind::NotFound.into()).into();
+/// assert!(e.to_string().starts_with("x.csv: "));
+/// ```
+#[macro_export]
+macro_rules! stage_error {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            upstream { $($upstream:ident($error:ty)),+ $(,)? }
+            $($own:tt)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, thiserror::Error)]
+        $vis enum $name {
+            $(
+                #[error(transparent)]
+                $upstream(#[from] $error),
+            )+
+            $($own)*
+        }
+    };
+}

@@ -1,23 +1,22 @@
 use std::path::PathBuf;
 
+use features::FeaturesError;
 use hits_core::CoreError;
+use model::ModelError;
+use plots::PlotError;
+use train::TrainError;
 
-#[derive(Debug, thiserror::Error)]
-pub enum EvaluateError {
-    #[error(transparent)]
-    Core(#[from] CoreError),
-    #[error(transparent)]
-    Features(#[from] features::FeaturesError),
-    #[error(transparent)]
-    Model(#[from] model::ModelError),
-    #[error(transparent)]
-    Train(#[from] train::TrainError),
-    #[error(transparent)]
-    Plot(#[from] plots::PlotError),
-    /// Inputs that do not fit together (unlabelled candidates, a split of other features, a
-    /// threshold chosen for another model, ...).
-    #[error("{path}: {message}")]
-    Mismatch { path: PathBuf, message: String },
+hits_core::stage_error! {
+    pub enum EvaluateError {
+        upstream {
+            Core(CoreError), Features(FeaturesError), Model(ModelError), Train(TrainError),
+            Plot(PlotError),
+        }
+        /// Inputs that do not fit together (unlabelled candidates, a split of other features, a
+        /// threshold chosen for another model, ...).
+        #[error("{path}: {message}")]
+        Mismatch { path: PathBuf, message: String },
+    }
 }
 
 impl EvaluateError {
