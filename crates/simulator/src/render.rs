@@ -10,6 +10,7 @@ use hits_core::STAMP_SIDE;
 use crate::candidate::Stamps;
 use crate::conditions::{SATURATION_ADU, pixel_variance};
 use crate::psf::{Kernel, Moffat};
+use crate::real_pixels::stamp_ops::border_sky;
 use crate::scene::{Scene, Setup};
 
 /// A square image; coordinates handed to its methods are relative to its central pixel, so
@@ -229,7 +230,11 @@ pub(crate) fn subtract(scene: &Scene, setup: &Setup, rng: &mut ChaCha8Rng) -> St
     } else {
         (1.0, template_scale)
     };
-    let calibrate = |seen: &Image, var: &Image, sky: f32, scale: f32| {
+    // Sky-subtracted as a pipeline that has only the stamp subtracts it (and as the real-pixel
+    // candidates are): the median of the stamp's border, which a bright star's wings raise,
+    // the more the broader its PSF. Its error is a pedestal of the difference.
+    let calibrate = |seen: &Image, var: &Image, scale: f32| {
+        let sky = border_sky(&seen.crop(STAMP_SIDE).pixels);
         let flux = Image {
             side: seen.side,
             pixels: seen.pixels.iter().map(|p| (p - sky) * scale).collect(),
@@ -240,10 +245,8 @@ pub(crate) fn subtract(scene: &Scene, setup: &Setup, rng: &mut ChaCha8Rng) -> St
         };
         (flux, var)
     };
-    let (sharp_flux, sharp_flux_var) =
-        calibrate(&sharp_seen, &sharp_var, sharp_epoch.sky_adu, sharp_scale);
-    let (broad_flux, broad_flux_var) =
-        calibrate(&broad_seen, &broad_var, broad_epoch.sky_adu, broad_scale);
+    let (sharp_flux, sharp_flux_var) = calibrate(&sharp_seen, &sharp_var, sharp_scale);
+    let (broad_flux, broad_flux_var) = calibrate(&broad_seen, &broad_var, broad_scale);
     let matched = sharp_flux.convolve(&match_kernel, STAMP_SIDE);
     let matched_var = sharp_flux_var.convolve(&match_kernel.squared(), STAMP_SIDE);
     let (science_part, template_part) = if setup.template_is_sharp {
@@ -439,6 +442,47 @@ mod tests {
         // A bright star subtracted perfectly leaves unit-variance noise (an unmatched one would not).
         let rms = (squares / 40.0).sqrt();
         assert!((0.85..1.15).contains(&rms), "SNR-difference rms {rms}");
+    }
+
+    /// The sky is measured on each stamp's border, which a bright star's wings raise the more
+    /// the broader the epoch's PSF: a constant star in a sharp template and a broad science
+    /// image leaves a negative pedestal in the difference, as in the real-pixel subtractions.
+    #[test]
+    fn sky_measured_on_the_stamp_leaves_a_pedestal_under_a_bright_star() {
+        let (template, science) = (epoch(0.9, 110.0, 25.0), epoch(1.8, 130.0, 24.9));
+        let setup = Setup::new(
+            EpochPair {
+                template: &template,
+                science: &science,
+            },
+            GAUSSIAN_LIKE,
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let border_mean = |scene: &Scene, rng: &mut ChaCha8Rng| {
+            let stamps = subtract(scene, &setup, rng);
+            let d = &stamps.snr_difference;
+            let half = (STAMP_SIDE / 2) as i32;
+            let border: Vec<f32> = (-half..=half)
+                .flat_map(|y| (-half..=half).map(move |x| (x, y)))
+                .filter(|(x, y)| x.abs().max(y.abs()) == half)
+                .map(|(x, y)| d.pixels[d.index(x, y).unwrap()])
+                .collect();
+            border.iter().sum::<f32>() / border.len() as f32
+        };
+        let mut bright = Scene::default();
+        bright
+            .static_sources
+            .push(point(0.0, 0.0, setup.flux_for_snr(3000.0)));
+        let (empty, star): (f32, f32) = (0..20)
+            .map(|_| {
+                (
+                    border_mean(&Scene::default(), &mut rng),
+                    border_mean(&bright, &mut rng),
+                )
+            })
+            .fold((0.0, 0.0), |(a, b), (e, s)| (a + e / 20.0, b + s / 20.0));
+        assert!(empty.abs() < 0.1, "empty sky pedestal {empty}");
+        assert!(star < -0.2, "a bright star's pedestal is only {star} σ");
     }
 
     /// Epochs whose PSFs differ in shape (Moffat β 2.5 against 6) cannot be matched by a

@@ -136,7 +136,8 @@ impl Exposure {
     }
 
     /// This exposure with a point source of `flux` ADU added at (x, y) pixels from the
-    /// centre, drawn with the exposure's own PSF, with its Poisson noise.
+    /// centre, drawn with the exposure's own PSF, with its Poisson noise, and the sky measured
+    /// again with it in the image.
     pub fn with_point_source(&self, (x, y): (f32, f32), flux: f32, rng: &mut ChaCha8Rng) -> Self {
         let mut model = Image::new(STAMP_SIDE);
         model.add_point_source(&Moffat::new(self.fwhm, self.beta), x, y, flux);
@@ -147,6 +148,13 @@ impl Exposure {
             out.flux[i] += m + noise;
             out.variance[i] += m.max(0.0) / GAIN_E_PER_ADU;
         }
+        // Measured with the source in the image, as under a real brightening: a bright
+        // injection's wings raise the border the sky is measured on. Measured before it, the
+        // injected reals alone would carry no such pedestal, a cue no real transient gives.
+        let sky = border_sky(&out.raw);
+        let raised = sky - out.sky;
+        out.flux.iter_mut().for_each(|f| *f -= raised);
+        out.sky = sky;
         out
     }
 }
@@ -333,6 +341,24 @@ mod tests {
             result.difference_flux > 0.6 * flux,
             "{} of {flux}",
             result.difference_flux
+        );
+    }
+
+    /// The sky is measured after the injection, as a pipeline measures it under a real
+    /// brightening: a bright source's wings raise the stamp's border, and the raise comes off
+    /// every pixel's flux.
+    #[test]
+    fn a_bright_injection_is_measured_with_the_sky_it_raises() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let science = exposure(5.0, 25.0, 2000.0, (0.0, 0.0), &mut rng);
+        let injected = science.with_point_source((0.0, 0.0), 2e6, &mut rng);
+        let raised = injected.sky - science.sky;
+        assert!(raised > 1.0, "the sky rose by {raised} ADU only");
+        let corner = 0;
+        let added = injected.raw[corner] - science.raw[corner];
+        assert!(
+            (injected.flux[corner] - (science.flux[corner] + added - raised)).abs() < 1e-3,
+            "the flux is not measured from the new sky"
         );
     }
 
