@@ -83,7 +83,7 @@ pub fn run(args: &StudyArgs, date: String) -> anyhow::Result<()> {
         p.simulate.test_candidates = args.candidates;
     })?;
     run_stage("simulate", &["generate"], &data_toml)?;
-    let answers = data_dir.join("test_labels.csv");
+    let answers = data_dir.join(hits_core::config::ANSWER_KEY_FILE);
 
     let mut runs = Vec::new();
     for (base, stem) in args.pipelines.iter().zip(stems) {

@@ -65,6 +65,17 @@ pub struct SimulateConfig {
     pub real_pixels: RealPixelsConfig,
 }
 
+/// The simulator's answer key of its unlabelled test split (`id,label`), in `out_dir`: outside
+/// the test directory, so that nothing reading the split sees it.
+pub const ANSWER_KEY_FILE: &str = "test_labels.csv";
+
+impl SimulateConfig {
+    /// Where the simulator writes the test split's answer key.
+    pub fn answer_key(&self) -> PathBuf {
+        self.out_dir.join(ANSWER_KEY_FILE)
+    }
+}
+
 impl Default for SimulateConfig {
     fn default() -> Self {
         SimulateConfig {

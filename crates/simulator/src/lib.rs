@@ -204,7 +204,7 @@ pub fn generate(pipeline: &Pipeline) -> Result<Summary, SimError> {
         // The test answer key and truth (which holds labels too) stay outside the test directory.
         let (labels, truth) = match split {
             CandidateSet::Train => (dir.join(&pipeline.data.files.labels), dir.join(TRUTH_FILE)),
-            _ => (out.join("test_labels.csv"), out.join("test_truth.csv")),
+            _ => (pipeline.simulate.answer_key(), out.join("test_truth.csv")),
         };
         write_split(
             pipeline,

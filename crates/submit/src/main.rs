@@ -30,8 +30,10 @@ enum Command {
     Score {
         #[arg(long, default_value = "pipelines/default.toml")]
         pipeline: PathBuf,
-        #[arg(long, default_value = "data/sim/test_labels.csv")]
-        answers: PathBuf,
+        /// The answer key (default: the simulator's, `<[simulate] out_dir>/test_labels.csv`;
+        /// where there is none, as for your own CSVs, scoring is skipped and says so).
+        #[arg(long)]
+        answers: Option<PathBuf>,
         /// Another submission file to score (default: the pipeline's submission.csv).
         #[arg(long)]
         submission: Option<PathBuf>,
@@ -77,6 +79,20 @@ fn run() -> Result<()> {
             submission,
         } => {
             let pipeline = Pipeline::load(&pipeline)?;
+            let answers = match answers {
+                Some(answers) => answers,
+                None => {
+                    let key = pipeline.simulate.answer_key();
+                    if !key.exists() {
+                        println!(
+                            "score: no answer key at {} (pass --answers FILE): skipped",
+                            key.display()
+                        );
+                        return Ok(());
+                    }
+                    key
+                }
+            };
             let score = submit::score_pipeline(&pipeline, &answers, submission.as_deref())?;
             println!(
                 "{} against {}: {} candidates, {}",

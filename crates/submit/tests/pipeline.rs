@@ -119,6 +119,18 @@ fn tiny_pipeline_end_to_end() {
     assert_eq!(score.accuracy, right as f64 / 40.0);
     assert!(out.contains(&score.headline()), "{out}");
 
+    // Without --answers: the simulator's key in `[simulate] out_dir`, or a skip that says so.
+    let (ok, out) = submit(&pipeline_file, &["score"]);
+    assert!(
+        ok && out.contains("no answer key") && out.contains("skipped"),
+        "{out}"
+    );
+    pipeline.simulate.out_dir = root.path().to_path_buf();
+    std::fs::write(&pipeline_file, pipeline.to_toml()).unwrap();
+    std::fs::copy(&key, pipeline.simulate.answer_key()).unwrap();
+    let (ok, out) = submit(&pipeline_file, &["score"]);
+    assert!(ok && out.contains(&score.headline()), "{out}");
+
     // Another threshold rule: evaluate chooses again and submit reruns.
     pipeline.evaluate.threshold = ThresholdRule::EqualErrorRate;
     std::fs::write(&pipeline_file, pipeline.to_toml()).unwrap();
