@@ -90,7 +90,7 @@ pub struct CheckSummary {
 
 /// Export the pipeline's trained model, checked on `split`.
 pub fn run(pipeline: &Pipeline, split: &str) -> Result<ExportSummary, ExportError> {
-    let train_dir = pipeline.stage_dir(train::STAGE);
+    let train_dir = pipeline.stage_dir(Stage::Train);
     let choice = evaluate::verified_choice(pipeline)?;
     let metadata = ModelMetadata::read(&train_dir)?;
     let model = model::metadata::load_record::<Cpu>(&train_dir, &metadata, &Default::default())?;

@@ -45,7 +45,7 @@ pub struct Submission {
 
 /// Predict `split` and write the submission.
 pub fn run(pipeline: &Pipeline, split: &str) -> Result<Submission, SubmitError> {
-    let train_dir = pipeline.stage_dir(train::STAGE);
+    let train_dir = pipeline.stage_dir(Stage::Train);
     let choice = evaluate::verified_choice(pipeline)?;
     let set = features::open_split(pipeline, split)?;
     tracing::info!("split {split}: {} candidates", set.len());
