@@ -290,7 +290,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    use crate::conditions::{EpochPair, test_epoch as epoch};
+    use crate::conditions::{Epoch, EpochPair, test_epoch as epoch};
     use crate::scene::{PsfDraw, point};
 
     #[test]
@@ -360,19 +360,18 @@ mod tests {
         science_shape: (1.0, 0.0),
     };
 
+    /// The pair `template`, `science` with [`GAUSSIAN_LIKE`] PSFs.
+    fn gaussian_like<'a>(template: &'a Epoch, science: &'a Epoch) -> Setup<'a> {
+        Setup::new(EpochPair { template, science }, GAUSSIAN_LIKE)
+    }
+
     /// Noise-free difference of a constant star: rendering with zero noise amplitude is not
     /// possible through `observe`, so compare the deterministic parts directly.
     #[test]
     fn matched_difference_of_constant_star_is_zero_without_noise() {
         for (t_seeing, s_seeing) in [(1.0, 1.8), (1.9, 1.1), (1.3, 1.3)] {
             let (template, science) = (epoch(t_seeing, 110.0, 25.0), epoch(s_seeing, 130.0, 24.8));
-            let setup = Setup::new(
-                EpochPair {
-                    template: &template,
-                    science: &science,
-                },
-                GAUSSIAN_LIKE,
-            );
+            let setup = gaussian_like(&template, &science);
             let star = point(0.4, -0.3, 5e5);
             let kernel = Kernel::gaussian(setup.kernel_sigma);
             let canvas = STAMP_SIDE + 2 * kernel.radius();
@@ -416,13 +415,7 @@ mod tests {
     #[test]
     fn noisy_constant_star_leaves_only_noise_in_the_snr_difference() {
         let (template, science) = (epoch(1.1, 110.0, 25.0), epoch(1.6, 130.0, 24.9));
-        let setup = Setup::new(
-            EpochPair {
-                template: &template,
-                science: &science,
-            },
-            GAUSSIAN_LIKE,
-        );
+        let setup = gaussian_like(&template, &science);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut scene = Scene::default();
         scene
@@ -450,13 +443,7 @@ mod tests {
     #[test]
     fn sky_measured_on_the_stamp_leaves_a_pedestal_under_a_bright_star() {
         let (template, science) = (epoch(0.9, 110.0, 25.0), epoch(1.8, 130.0, 24.9));
-        let setup = Setup::new(
-            EpochPair {
-                template: &template,
-                science: &science,
-            },
-            GAUSSIAN_LIKE,
-        );
+        let setup = gaussian_like(&template, &science);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let border_mean = |scene: &Scene, rng: &mut ChaCha8Rng| {
             let stamps = subtract(scene, &setup, rng);
