@@ -124,7 +124,7 @@ impl Checkpoint {
         &mut self,
         model: &M,
         optim: &O,
-        valid: &M::InnerModule,
+        valid: M::InnerModule,
         row: EpochRow,
     ) -> Result<(), TrainError>
     where
@@ -142,10 +142,7 @@ impl Checkpoint {
         if row.val_loss < state.best_val_loss || state.best_epoch == 0 {
             state.best_val_loss = row.val_loss;
             state.best_epoch = epoch;
-            save_record(
-                valid.clone().into_record(),
-                &self.dir.join(best_file(epoch)),
-            )?;
+            save_record(valid.into_record(), &self.dir.join(best_file(epoch)))?;
         }
         state.epochs_done = epoch;
         state.history.push(row);

@@ -154,7 +154,7 @@ where
         }
         let outcome = epochs.run(epoch, model, &mut optim)?;
         model = outcome.model;
-        checkpoint.save(&model, &optim, &outcome.valid, outcome.row)?;
+        checkpoint.save(&model, &optim, outcome.valid, outcome.row)?;
         let done = epoch + 1;
         if let Some(patience) = cfg.early_stopping_patience
             && done - checkpoint.state.best_epoch >= patience
