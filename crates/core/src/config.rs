@@ -65,6 +65,9 @@ pub struct SimulateConfig {
     pub real_pixels: RealPixelsConfig,
 }
 
+/// The default pipeline's split of real-pixel candidates of held-out objects.
+pub const REAL_HOLDOUT_SPLIT: &str = "real_holdout";
+
 /// The simulator's answer key of its unlabelled test split (`id,label`), in `out_dir`: outside
 /// the test directory, so that nothing reading the split sees it.
 pub const ANSWER_KEY_FILE: &str = "test_labels.csv";
@@ -315,7 +318,7 @@ impl Default for DataConfig {
                 ("train".to_string(), split("data/sim/train", true)),
                 ("test".to_string(), split("data/sim/test", false)),
                 (
-                    "real_holdout".to_string(),
+                    REAL_HOLDOUT_SPLIT.to_string(),
                     split("data/sim/real_holdout", true),
                 ),
             ]),

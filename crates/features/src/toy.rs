@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float32Array, RecordBatch, StringArray, UInt8Array};
 use hits_core::arrow_io::{f32_list_array, write_ipc};
-use hits_core::config::{CalibrationMethod, ModelConfig, OptimiserConfig, ThresholdRule};
+use hits_core::config::{
+    CalibrationMethod, ModelConfig, OptimiserConfig, REAL_HOLDOUT_SPLIT, ThresholdRule,
+};
 use hits_core::manifest::Manifest;
 use hits_core::{CoreError, Pipeline, STAMP_PIXELS, STAMP_SIDE, TENSOR_LEN};
 
@@ -73,9 +75,6 @@ pub fn write_features_as(
     manifest.write(&dir, 0.0).expect("write toy manifest");
 }
 
-/// The split of the default pipeline that toy pipelines drop: the toy data has no real pixels.
-const REAL_HOLDOUT: &str = "real_holdout";
-
 /// The notebook's recipe on the default pipeline's splits but the real-pixel one, artifacts
 /// under `root/artifacts`: SeedCnn, Keras' RMSprop, no augmentation, no early stopping, the
 /// model's own P(real) at a fixed 0.5. Predictable for tests: every setting they rely on is
@@ -85,7 +84,8 @@ pub fn toy_pipeline(root: &Path) -> Pipeline {
         artifacts: root.join("artifacts"),
         ..Pipeline::default()
     };
-    pipeline.data.splits.remove(REAL_HOLDOUT);
+    // The toy data has no real pixels.
+    pipeline.data.splits.remove(REAL_HOLDOUT_SPLIT);
     pipeline.model = ModelConfig::SeedCnn {};
     pipeline.train.optimiser = OptimiserConfig::keras_rmsprop();
     pipeline.train.augment = false;
