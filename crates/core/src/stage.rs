@@ -21,15 +21,28 @@ pub fn elapsed_seconds() -> f64 {
     STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64())
 }
 
+/// The pipeline file every binary reads unless told otherwise.
+pub const DEFAULT_PIPELINE: &str = "pipelines/default.toml";
+
 /// The options every stage binary takes (`#[command(flatten)]` it into the binary's own).
 #[derive(clap::Args, Debug, Clone)]
 pub struct StageArgs {
     /// Pipeline configuration.
-    #[arg(long, default_value = "pipelines/default.toml")]
+    #[arg(long, default_value = DEFAULT_PIPELINE)]
     pub pipeline: PathBuf,
     /// Run even when the inputs and settings are unchanged since the last run.
     #[arg(long)]
     pub force: bool,
+}
+
+/// What a binary run without arguments uses: the default pipeline, not forced.
+impl Default for StageArgs {
+    fn default() -> Self {
+        StageArgs {
+            pipeline: DEFAULT_PIPELINE.into(),
+            force: false,
+        }
+    }
 }
 
 impl StageArgs {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hits_core::Pipeline;
 use hits_core::Stage;
-use hits_core::stage::StageArgs;
+use hits_core::stage::{DEFAULT_PIPELINE, StageArgs};
 
 #[derive(Parser)]
 #[command(about = "HiTS stamp simulator calibrated to real HiTS 2015 observing conditions")]
@@ -29,7 +29,7 @@ enum Command {
     },
     /// Compare simulated science stamps with real ones: PNGs and a table of medians.
     Check {
-        #[arg(long, default_value = "pipelines/default.toml")]
+        #[arg(long, default_value = DEFAULT_PIPELINE)]
         pipeline: PathBuf,
         /// Real HiTS 2015 science stamps.
         #[arg(long, default_value = "data/hits2015/real_science_stamps.csv")]
@@ -53,10 +53,7 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let command = Cli::parse().command.unwrap_or(Command::Generate {
-        stage: StageArgs {
-            pipeline: "pipelines/default.toml".into(),
-            force: false,
-        },
+        stage: StageArgs::default(),
         if_used: false,
     });
     match command {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use hits_core::Pipeline;
-use hits_core::stage::StageArgs;
+use hits_core::stage::{DEFAULT_PIPELINE, StageArgs};
 
 /// Predict a split at the chosen threshold, score a submission, or summarise the pipeline.
 #[derive(Parser)]
@@ -28,7 +28,7 @@ enum Command {
     },
     /// Accuracy and F1 of the submission against an answer key (id,label); writes score.json.
     Score {
-        #[arg(long, default_value = "pipelines/default.toml")]
+        #[arg(long, default_value = DEFAULT_PIPELINE)]
         pipeline: PathBuf,
         /// The answer key (default: the simulator's, `<[simulate] out_dir>/test_labels.csv`;
         /// where there is none, as for your own CSVs, scoring is skipped and says so).
@@ -40,7 +40,7 @@ enum Command {
     },
     /// Validation and test figures, time per stage, and where the report is.
     Summary {
-        #[arg(long, default_value = "pipelines/default.toml")]
+        #[arg(long, default_value = DEFAULT_PIPELINE)]
         pipeline: PathBuf,
     },
 }
@@ -51,10 +51,7 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<()> {
     let command = Cli::parse().command.unwrap_or(Command::Predict {
-        stage: StageArgs {
-            pipeline: "pipelines/default.toml".into(),
-            force: false,
-        },
+        stage: StageArgs::default(),
         split: "test".into(),
     });
     match command {
