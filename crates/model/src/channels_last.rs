@@ -334,8 +334,9 @@ mod tests {
 
     /// SeedCnn's and RotInvCnn's blocks, channel counts that are not a multiple of the
     /// 16-channel tile, no padding, an odd pooled side, uneven padding, padding wider than
-    /// the kernel.
-    const CASES: [Case; 8] = [
+    /// the kernel, and pooled ReLU blocks with rows of 16 taps or more (the backward pass's
+    /// `axpy` form), one of them not a whole number of 16-lane vectors.
+    const CASES: [Case; 10] = [
         (4, 32, 2, [(0, 1), (0, 1)], true, 0.0),
         (4, 32, 4, [(3, 3), (3, 3)], false, 0.01),
         (3, 5, 3, [(1, 1), (1, 1)], true, 0.01),
@@ -344,6 +345,8 @@ mod tests {
         (2, 2, 3, [(1, 0), (0, 2)], false, 0.3),
         (2, 3, 2, [(2, 3), (3, 2)], false, 0.2),
         (3, 17, 2, [(3, 1), (0, 2)], true, 0.1),
+        (8, 20, 2, [(0, 1), (0, 1)], true, 0.0),
+        (9, 33, 3, [(1, 1), (1, 1)], true, 0.0),
     ];
 
     /// burn's layers: channels-first `x` -> pad -> conv -> activation -> pool, channels-last.

@@ -79,6 +79,8 @@ pub fn conv_block_backward(
         padded: vec![0.0; g.padded_len],
         padded_grad: vec![0.0; if axpy_input_grad { g.padded_len } else { 0 }],
         pixels: Vec::new(),
+        by_channel: Vec::new(),
+        by_pixel: Default::default(),
     };
     let add = |mut a: Sums, b: Sums| {
         a.add(&b);
@@ -157,6 +159,12 @@ pub(super) struct Sums {
     /// Scratch: one block's convolution pixels with a gradient (offset in the padded input,
     /// gradient of the 16 channels).
     pixels: Vec<(usize, [f32; LANES])>,
+    /// Scratch of the `axpy` form: per channel, the convolution pixels it sends a gradient
+    /// (offset in the padded input, gradient).
+    by_channel: Vec<Vec<(usize, f32)>>,
+    /// Scratch of the `axpy` form: per pixel of a group, the channels that send it a gradient
+    /// (offset of the channel's filter, gradient).
+    by_pixel: [Vec<(usize, f32)>; PIXELS],
 }
 
 impl Sums {
@@ -342,25 +350,26 @@ impl Backward<'_> {
                 }
             }
             // The block's weight gradient: (taps x pixels) x (pixels x 16) over the pixels
-            // with a gradient, 4 taps at a time.
+            // with a gradient, 4 taps at a time (8 where there are registers for them, see
+            // `MulAdd::WIDE`).
             let weight_grad = &mut sums.weight[block * taps..][..taps];
             for ky in 0..g.spec.kernel[0] {
                 let row_grad = &mut weight_grad[ky * row_taps..][..row_taps];
-                let offset = ky * stride;
-                let (fours, rest) = row_grad.as_chunks_mut::<4>();
-                for (i, four) in fours.iter_mut().enumerate() {
-                    weight_grad_tile::<M, 4>(&sums.padded, &sums.pixels, offset + 4 * i, four);
-                }
-                let start = 4 * fours.len();
-                for (i, one) in rest.iter_mut().enumerate() {
-                    let one = std::array::from_mut(one);
-                    weight_grad_tile::<M, 1>(&sums.padded, &sums.pixels, offset + start + i, one);
-                }
+                let (padded, pixels, offset) = (&sums.padded, &sums.pixels, ky * stride);
+                let done = if M::WIDE {
+                    weight_grad_tiles::<M, 8>(padded, pixels, offset, row_grad)
+                } else {
+                    weight_grad_tiles::<M, 4>(padded, pixels, offset, row_grad)
+                };
+                weight_grad_tiles::<M, 1>(padded, pixels, offset + done, &mut row_grad[done..]);
             }
         }
     }
 
-    /// Input and weight gradients by `axpy`, per pixel and channel with a gradient.
+    /// Input and weight gradients by `axpy`, per pixel and channel with a gradient. The
+    /// terms are gathered first, so that each row of a gradient is summed in registers over
+    /// all its terms and stored once: a channel's weight gradient over the pixels that sent
+    /// it one, a pixel's input gradient over its channels.
     #[inline(always)]
     fn by_axpy<M: MulAdd>(&self, at: std::ops::Range<usize>, sums: &mut Sums) {
         let g = self.g;
@@ -371,38 +380,90 @@ impl Backward<'_> {
             bias: bias_grads,
             padded,
             padded_grad,
+            by_channel,
+            by_pixel,
             ..
         } = sums;
         let with_input_grad = !padded_grad.is_empty();
+        by_channel.resize_with(c_out, Vec::new);
+        by_channel.iter_mut().for_each(Vec::clear);
         for group in g.groups() {
+            by_pixel.iter_mut().for_each(Vec::clear);
             for p in 0..group.outputs {
                 let at = (group.first + p) * c_out;
-                let channels = weight_grads
-                    .chunks_exact_mut(taps)
-                    .zip(self.weight.chunks_exact(taps))
-                    .zip(bias_grads.iter_mut())
-                    .enumerate();
-                for (co, ((weight_grad, weight), bias_grad)) in channels {
+                for (co, bias_grad) in bias_grads.iter_mut().enumerate() {
                     let (grad, pixel) = candidate.grad_at(at + co, p);
                     if grad == 0.0 {
                         continue;
                     }
                     *bias_grad += grad;
-                    let base = group.bases[pixel];
-                    let rows = weight_grad
-                        .chunks_exact_mut(row_taps)
-                        .zip(weight.chunks_exact(row_taps));
-                    for (ky, (weight_grad, weight)) in rows.enumerate() {
-                        let row = base + ky * stride;
-                        axpy::<M>(grad, &padded[row..][..row_taps], weight_grad);
-                        if with_input_grad {
-                            axpy::<M>(grad, weight, &mut padded_grad[row..][..row_taps]);
-                        }
+                    by_channel[co].push((group.bases[pixel], grad));
+                    by_pixel[pixel].push((co * taps, grad));
+                }
+            }
+            if with_input_grad {
+                // Each of the group's pixels once: pooling windows' pixels are distinct, and
+                // without pooling only the first `outputs` carry terms.
+                for (terms, &base) in by_pixel.iter().zip(&group.bases) {
+                    for ky in 0..g.spec.kernel[0] {
+                        let row = &mut padded_grad[base + ky * stride..][..row_taps];
+                        add_rows::<M>(self.weight, terms, ky * row_taps, row);
                     }
                 }
             }
         }
+        for (terms, weight_grad) in by_channel.iter().zip(weight_grads.chunks_exact_mut(taps)) {
+            for (ky, row) in weight_grad.chunks_exact_mut(row_taps).enumerate() {
+                add_rows::<M>(padded, terms, ky * stride, row);
+            }
+        }
     }
+}
+
+/// `row += sum of scale * source[at + offset..][..row.len()]` over `terms` of `(at, scale)`,
+/// in order: each tile of the row (4 vectors of 16 lanes) is summed in registers and
+/// stored once.
+#[inline(always)]
+fn add_rows<M: MulAdd>(source: &[f32], terms: &[(usize, f32)], offset: usize, row: &mut [f32]) {
+    if terms.is_empty() {
+        return;
+    }
+    let (vectors, rest) = row.as_chunks_mut::<LANES>();
+    let done = add_row_tiles::<M, 4>(source, terms, offset, vectors);
+    add_row_tiles::<M, 1>(source, terms, offset, &mut vectors[done..]);
+    let start = offset + vectors.len() * LANES;
+    for &(at, scale) in terms {
+        for (sum, x) in rest.iter_mut().zip(&source[at + start..]) {
+            *sum = M::mul_add(scale, *x, *sum);
+        }
+    }
+}
+
+/// [`add_rows`] over the whole tiles of `V` vectors in `vectors` (from `offset`); returns how
+/// many vectors they covered.
+#[inline(always)]
+fn add_row_tiles<M: MulAdd, const V: usize>(
+    source: &[f32],
+    terms: &[(usize, f32)],
+    offset: usize,
+    vectors: &mut [[f32; LANES]],
+) -> usize {
+    let (tiles, _) = vectors.as_chunks_mut::<V>();
+    for (i, tile) in tiles.iter_mut().enumerate() {
+        let mut acc = [[0.0f32; LANES]; V];
+        for &(at, scale) in terms {
+            let (x, _) = source[at + offset + i * V * LANES..][..V * LANES].as_chunks::<LANES>();
+            for (acc, x) in acc.iter_mut().zip(x) {
+                *acc = mul_add_lanes::<M>(scale, x, *acc);
+            }
+        }
+        for (sum, acc) in tile.iter_mut().zip(&acc) {
+            for (sum, acc) in sum.iter_mut().zip(acc) {
+                *sum += acc;
+            }
+        }
+    }
+    V * tiles.len()
 }
 
 /// One candidate's block output, its loss gradient and (when pooling) pooling positions.
@@ -435,6 +496,22 @@ impl CandidateOutput<'_> {
     }
 }
 
+/// [`weight_grad_tile`] over the whole tiles of `TAPS` in `row_grad` (consecutive taps from
+/// `offset`); returns how many taps they covered.
+#[inline(always)]
+fn weight_grad_tiles<M: MulAdd, const TAPS: usize>(
+    padded: &[f32],
+    pixels: &[(usize, [f32; LANES])],
+    offset: usize,
+    row_grad: &mut [[f32; LANES]],
+) -> usize {
+    let (tiles, _) = row_grad.as_chunks_mut::<TAPS>();
+    for (i, tile) in tiles.iter_mut().enumerate() {
+        weight_grad_tile::<M, TAPS>(padded, pixels, offset + TAPS * i, tile);
+    }
+    TAPS * tiles.len()
+}
+
 /// Add to `sums` (`TAPS` consecutive taps, 16 output channels each) the sum over `pixels` of
 /// each pixel's input at those taps (`offset` past its base) times its gradient. The
 /// accumulators stay in registers across the pixels, as in the forward tile.
@@ -451,9 +528,7 @@ pub(super) fn weight_grad_tile<M: MulAdd, const TAPS: usize>(
             .try_into()
             .expect("TAPS values");
         for (acc, &a) in acc.iter_mut().zip(inputs) {
-            for (acc, grad) in acc.iter_mut().zip(grads) {
-                *acc = M::mul_add(a, *grad, *acc);
-            }
+            *acc = mul_add_lanes::<M>(a, grads, *acc);
         }
     }
     for (sum, acc) in sums.iter_mut().zip(&acc) {
@@ -461,6 +536,16 @@ pub(super) fn weight_grad_tile<M: MulAdd, const TAPS: usize>(
             *sum += acc;
         }
     }
+}
+
+/// `a * x + acc`, lane by lane.
+#[inline(always)]
+fn mul_add_lanes<M: MulAdd>(a: f32, x: &[f32; LANES], acc: [f32; LANES]) -> [f32; LANES] {
+    let mut out = [0.0; LANES];
+    for lane in 0..LANES {
+        out[lane] = M::mul_add(a, x[lane], acc[lane]);
+    }
+    out
 }
 
 pub(super) struct BackwardCandidate<'a> {
@@ -474,25 +559,5 @@ impl Kernel for BackwardCandidate<'_> {
     #[inline(always)]
     fn run<M: MulAdd>(self) {
         self.worker.run_with::<M>(self.at, self.sums)
-    }
-}
-
-/// `y += a * x`, in whole vectors: the rows are short (8 values in SeedCnn's first block),
-/// too short for the compiler's own vectorised loop.
-#[inline(always)]
-pub(super) fn axpy<M: MulAdd>(a: f32, x: &[f32], y: &mut [f32]) {
-    let (x8, x_rest) = x.as_chunks::<8>();
-    let (y8, y_rest) = y.as_chunks_mut::<8>();
-    for (y, x) in y8.iter_mut().zip(x8) {
-        // Through a local copy: the compiler then vectorises without proving `x` and `y`
-        // apart (in place, it emitted eight scalar FMAs).
-        let mut sum = *y;
-        for lane in 0..8 {
-            sum[lane] = M::mul_add(a, x[lane], sum[lane]);
-        }
-        *y = sum;
-    }
-    for (y, x) in y_rest.iter_mut().zip(x_rest) {
-        *y = M::mul_add(a, *x, *y);
     }
 }

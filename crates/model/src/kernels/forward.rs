@@ -81,42 +81,68 @@ impl Forward<'_> {
     #[inline(always)]
     fn run_with<M: MulAdd>(&self, padded: &[f32], output: &mut [f32], argmax: &mut [u8]) {
         let g = self.g;
-        let (taps, c_out, slope) = (g.taps(), g.c_out, g.spec.slope);
+        let taps = g.taps();
+        let packed = |block: usize| &self.packed[block * taps..][..taps];
+        let blocks = self.bias.len();
+        // Two channel blocks per tile where there are registers for them (see `MulAdd::WIDE`);
+        // each channel's sums run in the same order either way.
+        let pairs = if M::WIDE { blocks / 2 } else { 0 };
         for group in g.groups() {
-            for (block, bias) in self.bias.iter().enumerate() {
-                let packed = &self.packed[block * taps..][..taps];
-                let acc = tile::<M>(padded, group.bases, g, packed);
-                let first = block * LANES;
-                let lanes = LANES.min(c_out - first);
-                // Whole 16-lane arrays vectorise; only `lanes` of them are stored.
-                let activated = |z| activated(z, bias, slope);
-                if g.spec.pool {
-                    let at = group.first * c_out + first;
-                    let mut best = acc[0];
-                    for pixel in &acc[1..] {
-                        for (best, v) in best.iter_mut().zip(pixel) {
-                            *best = if *v > *best { *v } else { *best };
+            for pair in 0..pairs {
+                let first = 2 * pair;
+                let accs = tile::<M, 2>(padded, group.bases, g, [packed(first), packed(first + 1)]);
+                for (i, acc) in accs.iter().enumerate() {
+                    self.store(&group, first + i, acc, output, argmax);
+                }
+            }
+            for block in 2 * pairs..blocks {
+                let [acc] = tile::<M, 1>(padded, group.bases, g, [packed(block)]);
+                self.store(&group, block, &acc, output, argmax);
+            }
+        }
+    }
+
+    /// Pool, add the bias, activate and store one channel block's tile.
+    #[inline(always)]
+    fn store(
+        &self,
+        group: &Group,
+        block: usize,
+        acc: &[[f32; LANES]; PIXELS],
+        output: &mut [f32],
+        argmax: &mut [u8],
+    ) {
+        let g = self.g;
+        let (c_out, slope, bias) = (g.c_out, g.spec.slope, &self.bias[block]);
+        let first = block * LANES;
+        let lanes = LANES.min(c_out - first);
+        // Whole 16-lane arrays vectorise; only `lanes` of them are stored.
+        let activated = |z| activated(z, bias, slope);
+        if g.spec.pool {
+            let at = group.first * c_out + first;
+            let mut best = acc[0];
+            for pixel in &acc[1..] {
+                for (best, v) in best.iter_mut().zip(pixel) {
+                    *best = if *v > *best { *v } else { *best };
+                }
+            }
+            output[at..][..lanes].copy_from_slice(&activated(&best)[..lanes]);
+            if !argmax.is_empty() {
+                // The first of the window's pixels that holds the maximum.
+                let mut from = [0u8; LANES];
+                for (p, pixel) in acc.iter().enumerate().rev() {
+                    for lane in 0..LANES {
+                        if pixel[lane] == best[lane] {
+                            from[lane] = p as u8;
                         }
-                    }
-                    output[at..][..lanes].copy_from_slice(&activated(&best)[..lanes]);
-                    if !argmax.is_empty() {
-                        // The first of the window's pixels that holds the maximum.
-                        let mut from = [0u8; LANES];
-                        for (p, pixel) in acc.iter().enumerate().rev() {
-                            for lane in 0..LANES {
-                                if pixel[lane] == best[lane] {
-                                    from[lane] = p as u8;
-                                }
-                            }
-                        }
-                        argmax[at..][..lanes].copy_from_slice(&from[..lanes]);
-                    }
-                } else {
-                    for (p, pixel) in acc.iter().enumerate().take(group.outputs) {
-                        let at = (group.first + p) * c_out + first;
-                        output[at..][..lanes].copy_from_slice(&activated(pixel)[..lanes]);
                     }
                 }
+                argmax[at..][..lanes].copy_from_slice(&from[..lanes]);
+            }
+        } else {
+            for (p, pixel) in acc.iter().enumerate().take(group.outputs) {
+                let at = (group.first + p) * c_out + first;
+                output[at..][..lanes].copy_from_slice(&activated(pixel)[..lanes]);
             }
         }
     }
@@ -149,26 +175,28 @@ impl Kernel for ForwardCandidate<'_> {
     }
 }
 
-/// The register tile: 16 output channels' convolution at 4 pixels (`bases` in the padded
-/// input), `packed` holding those channels' weights per tap.
+/// The register tile: `BLOCKS` blocks of 16 output channels' convolution at 4 pixels
+/// (`bases` in the padded input), `packed` holding each block's weights per tap.
 #[inline(always)]
-pub(super) fn tile<M: MulAdd>(
+pub(super) fn tile<M: MulAdd, const BLOCKS: usize>(
     padded: &[f32],
     bases: [usize; PIXELS],
     g: &Geometry,
-    packed: &[[f32; LANES]],
-) -> [[f32; LANES]; PIXELS] {
+    packed: [&[[f32; LANES]]; BLOCKS],
+) -> [[[f32; LANES]; PIXELS]; BLOCKS] {
     let row_taps = g.row_taps;
-    let mut acc = [[0.0f32; LANES]; PIXELS];
+    let mut acc = [[[0.0f32; LANES]; PIXELS]; BLOCKS];
     for ky in 0..g.spec.kernel[0] {
-        // Equal lengths let the compiler drop the bounds checks of the inner loop.
-        let weights = &packed[ky * row_taps..][..row_taps];
+        // Equal lengths let the compiler drop most bounds checks of the inner loop.
+        let weights = packed.map(|packed| &packed[ky * row_taps..][..row_taps]);
         let rows = bases.map(|base| &padded[base + ky * g.row_stride()..][..row_taps]);
         for t in 0..row_taps {
-            for (acc, row) in acc.iter_mut().zip(&rows) {
+            for (p, row) in rows.iter().enumerate() {
                 let a = row[t];
-                for (acc, w) in acc.iter_mut().zip(&weights[t]) {
-                    *acc = M::mul_add(a, *w, *acc);
+                for (acc, weights) in acc.iter_mut().zip(&weights) {
+                    for (acc, w) in acc[p].iter_mut().zip(&weights[t]) {
+                        *acc = M::mul_add(a, *w, *acc);
+                    }
                 }
             }
         }

@@ -12,8 +12,9 @@
 //!
 //! The inner loop is a register tile of 4 pixels x 16 output channels. The same generic code
 //! is compiled for each instruction set ([`InstructionSet`]) and the widest this CPU runs is
-//! chosen at run time: AVX-512 (one 16-lane vector per pixel, 32 registers), AVX2 + FMA (two
-//! 8-lane vectors), or the baseline.
+//! chosen at run time: AVX-512 (one 16-lane vector per pixel; with 32 registers the tile
+//! takes two blocks of 16 channels, 8 accumulators), AVX2 + FMA (two 8-lane vectors per
+//! pixel, 8 accumulators), or the baseline. Every path sums each value in the same order.
 
 use rayon::prelude::*;
 
@@ -253,6 +254,10 @@ struct Group {
 
 /// `a * b + c`, fused into one instruction where the CPU has it.
 trait MulAdd {
+    /// Whether the target has 32 vector registers of 16 lanes (AVX-512). The tiles then hold
+    /// twice the accumulators: with one 16-lane accumulator per pixel, the FMAs' 4-cycle
+    /// latency would let 4 of them keep only one of the two FMA pipes busy.
+    const WIDE: bool = false;
     fn mul_add(a: f32, b: f32, c: f32) -> f32;
 }
 
@@ -260,6 +265,19 @@ trait MulAdd {
 struct Fused;
 
 impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+/// [`Fused`] on AVX-512: the same arithmetic, in tiles of twice the accumulators.
+#[cfg(target_arch = "x86_64")]
+struct FusedWide;
+
+#[cfg(target_arch = "x86_64")]
+impl MulAdd for FusedWide {
+    const WIDE: bool = true;
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
@@ -378,7 +396,7 @@ fn run_avx2_fma(kernel: impl Kernel) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 fn run_avx512(kernel: impl Kernel) {
-    kernel.run::<Fused>()
+    kernel.run::<FusedWide>()
 }
 
 /// `weight` `(C_out, C_in, kH, kW)` as the forward tiles read it: per block of [`LANES`]
@@ -463,6 +481,8 @@ mod tests {
             (ActivationLayout::ChannelsLast, true, 0.01, 8, 17),
             (ActivationLayout::ChannelsLast, false, 0.0, 5, 16),
             (ActivationLayout::ChannelsLast, false, 0.01, 16, 33),
+            // ReLU and pooling, rows of 24 taps: the `axpy` form of the backward pass.
+            (ActivationLayout::ChannelsLast, true, 0.0, 8, 24),
         ] {
             let spec = ConvBlock {
                 layout,
