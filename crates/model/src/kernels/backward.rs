@@ -522,16 +522,23 @@ pub(super) fn weight_grad_tile<M: MulAdd, const TAPS: usize>(
     offset: usize,
     sums: &mut [[f32; LANES]; TAPS],
 ) {
-    let mut acc = [[0.0f32; LANES]; TAPS];
+    // Two halves: with one array of 8, the compiler stored the sums on every pixel.
+    let half = TAPS.div_ceil(2);
+    let mut low = [[0.0f32; LANES]; TAPS];
+    let mut high = [[0.0f32; LANES]; TAPS];
     for (base, grads) in pixels {
         let inputs: &[f32; TAPS] = padded[base + offset..][..TAPS]
             .try_into()
             .expect("TAPS values");
-        for (acc, &a) in acc.iter_mut().zip(inputs) {
+        for (acc, &a) in low[..half].iter_mut().zip(&inputs[..half]) {
+            *acc = mul_add_lanes::<M>(a, grads, *acc);
+        }
+        for (acc, &a) in high[..TAPS - half].iter_mut().zip(&inputs[half..]) {
             *acc = mul_add_lanes::<M>(a, grads, *acc);
         }
     }
-    for (sum, acc) in sums.iter_mut().zip(&acc) {
+    let acc = low[..half].iter().chain(&high[..TAPS - half]);
+    for (sum, acc) in sums.iter_mut().zip(acc) {
         for (sum, acc) in sum.iter_mut().zip(acc) {
             *sum += acc;
         }
