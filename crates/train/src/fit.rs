@@ -92,15 +92,26 @@ pub fn fit<B: TrainBackend>(
         val,
         weights: class_weights(&train.labels, opts.train.class_weights),
     };
+    // On one of rayon's workers: each parallel kernel then runs partly on the calling thread
+    // and wakes one other, where from the main thread it woke both and slept itself.
+    rayon::scope(|_| fit_from(&epochs, checkpoint, model))
+}
+
+/// Build the optimiser and run [`fit_with`].
+fn fit_from<B: TrainBackend>(
+    epochs: &EpochRunner<'_, B>,
+    checkpoint: Checkpoint,
+    model: Classifier<B>,
+) -> Result<Fitted<B::InnerBackend>, TrainError> {
     // The one place the optimiser is built: each arm is a different type.
-    match opts.train.optimiser {
+    match epochs.opts.train.optimiser {
         OptimiserConfig::Rmsprop { rho, epsilon, .. } => {
             // Keras' RMSprop has no momentum (burn's default is 0.9).
             let optim = RmsPropConfig::new()
                 .with_alpha(rho as f32)
                 .with_epsilon(epsilon as f32)
                 .with_momentum(0.0);
-            fit_with(&epochs, checkpoint, model, optim.init())
+            fit_with(epochs, checkpoint, model, optim.init())
         }
         OptimiserConfig::Adam {
             beta1,
@@ -112,7 +123,7 @@ pub fn fit<B: TrainBackend>(
                 .with_beta_1(beta1 as f32)
                 .with_beta_2(beta2 as f32)
                 .with_epsilon(epsilon as f32);
-            fit_with(&epochs, checkpoint, model, optim.init())
+            fit_with(epochs, checkpoint, model, optim.init())
         }
         OptimiserConfig::Sgd { momentum, .. } => {
             let momentum = (momentum > 0.0).then_some(MomentumConfig {
@@ -121,7 +132,7 @@ pub fn fit<B: TrainBackend>(
                 nesterov: false,
             });
             fit_with(
-                &epochs,
+                epochs,
                 checkpoint,
                 model,
                 SgdConfig::new().with_momentum(momentum).init(),
