@@ -58,18 +58,15 @@ impl<B: ChannelsLastOps> Classifier<B> {
     /// (at most [`PREDICT_TILE`] per forward pass).
     pub fn predict(&self, stamps: &[f32], batch: usize, device: &B::Device) -> Vec<f32> {
         let mut out = Vec::with_capacity(stamps.len() / TENSOR_LEN);
-        // On one of rayon's workers, as training (see `train::fit`).
-        rayon::scope(|_| {
-            for chunk in stamps.chunks(batch.clamp(1, PREDICT_TILE) * TENSOR_LEN) {
-                let p = self.p_real(stamps_tensor(chunk, device));
-                out.extend(
-                    p.into_data()
-                        .convert::<f32>()
-                        .into_vec::<f32>()
-                        .expect("f32 probabilities"),
-                );
-            }
-        });
+        for chunk in stamps.chunks(batch.clamp(1, PREDICT_TILE) * TENSOR_LEN) {
+            let p = self.p_real(stamps_tensor(chunk, device));
+            out.extend(
+                p.into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("f32 probabilities"),
+            );
+        }
         out
     }
 }
