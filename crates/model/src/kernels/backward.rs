@@ -336,10 +336,15 @@ impl Backward<'_> {
                 let mut grads = [[0.0f32; LANES]; PIXELS];
                 for p in 0..group.outputs {
                     let at = (group.first + p) * c_out + first;
-                    let bias_grads = &mut sums.bias[first..][..lanes];
-                    for (lane, bias_grad) in bias_grads.iter_mut().enumerate() {
-                        let (grad, pixel) = candidate.grad_at(at + lane, p);
-                        grads[pixel][lane] = grad;
+                    let (grad, from) = candidate.lanes_at(at, lanes, p);
+                    for (pixel, grads) in grads.iter_mut().enumerate() {
+                        for lane in 0..LANES {
+                            if usize::from(from[lane]) == pixel {
+                                grads[lane] = grad[lane];
+                            }
+                        }
+                    }
+                    for (bias_grad, grad) in sums.bias[first..][..lanes].iter_mut().zip(&grad) {
                         *bias_grad += grad;
                     }
                 }
@@ -476,6 +481,36 @@ pub(super) struct CandidateOutput<'a> {
 }
 
 impl CandidateOutput<'_> {
+    /// [`grad_at`](Self::grad_at) for the `lanes` values from `at` (a block of channels),
+    /// in whole 16-lane arrays, which vectorise: the gradients (zero past `lanes`) and the
+    /// pixels they go to.
+    #[inline(always)]
+    fn lanes_at(&self, at: usize, lanes: usize, p: usize) -> ([f32; LANES], [u8; LANES]) {
+        let mut grad = [0.0; LANES];
+        let mut from = [p as u8; LANES];
+        if lanes < LANES {
+            for lane in 0..lanes {
+                let (g, pixel) = self.grad_at(at + lane, p);
+                (grad[lane], from[lane]) = (g, pixel as u8);
+            }
+            return (grad, from);
+        }
+        let output: &[f32; LANES] = self.output[at..][..LANES].try_into().expect("LANES");
+        let output_grad: &[f32; LANES] = self.output_grad[at..][..LANES].try_into().expect("LANES");
+        for lane in 0..LANES {
+            let g = output_grad[lane];
+            grad[lane] = if output[lane] > 0.0 {
+                g
+            } else {
+                g * self.slope
+            };
+        }
+        if !self.argmax.is_empty() {
+            from.copy_from_slice(&self.argmax[at..][..LANES]);
+        }
+        (grad, from)
+    }
+
     /// The gradient of output value `i` (of its group's output pixel `p`) through the
     /// activation, whose derivative is read from the output's sign, and which of the group's
     /// convolution pixels it goes to: the one its pooling window took the maximum from.
