@@ -49,9 +49,32 @@ struct Row {
 }
 
 impl Row {
-    /// The target column: e.g. `≥ 3.00x: met`, `< 1.00: met`.
+    /// `[ours, keras]`: the best of each side's rounds (NaN where no round has the figure).
+    fn new(
+        figure: &'static str,
+        unit: &'static str,
+        [ours, keras]: [f64; 2],
+        higher_is_better: bool,
+        target: Option<Target>,
+    ) -> Self {
+        Row {
+            figure,
+            unit,
+            ours,
+            keras,
+            ratio: ours / keras,
+            higher_is_better,
+            target,
+            met: target
+                .filter(|_| ours.is_finite() && keras.is_finite())
+                .map(|target| target.met(ours, keras, higher_is_better)),
+        }
+    }
+
+    /// The target column: e.g. `≥ 3.00x: met`, `< 1.00: met`, or `not measured` where either
+    /// side lacks the figure (the large set skipped).
     fn target_text(&self) -> String {
-        let (Some(target), Some(met)) = (self.target, self.met) else {
+        let Some(target) = self.target else {
             return String::new();
         };
         let goal = match target {
@@ -61,7 +84,12 @@ impl Row {
             Target::AtLeast(t) => format!("≥ {t:.2}"),
             Target::NotBelowKerasBy(t) => format!("≥ Keras − {t}"),
         };
-        format!("{goal}: {}", if met { "met" } else { "missed" })
+        let verdict = match self.met {
+            Some(true) => "met",
+            Some(false) => "missed",
+            None => "not measured",
+        };
+        format!("{goal}: {verdict}")
     }
 }
 
@@ -120,17 +148,13 @@ pub fn run(ours: &[PathBuf], keras: &[PathBuf], out: &Path) -> anyhow::Result<()
                    their: &dyn Fn(&Value) -> Option<f64>| {
         let ours = best(&ours, higher_is_better, our);
         let keras = best(&keras, higher_is_better, their);
-        let ratio = ours / keras;
-        rows.push(Row {
+        rows.push(Row::new(
             figure,
             unit,
-            ours,
-            keras,
-            ratio,
+            [ours, keras],
             higher_is_better,
             target,
-            met: target.map(|target| target.met(ours, keras, higher_is_better)),
-        });
+        ));
     };
     row(
         "ingest + features, default set",
@@ -257,7 +281,7 @@ pub fn run(ours: &[PathBuf], keras: &[PathBuf], out: &Path) -> anyhow::Result<()
 
 #[cfg(test)]
 mod tests {
-    use super::Target;
+    use super::{Row, Target};
 
     #[test]
     fn targets_are_met_on_the_right_side() {
@@ -275,5 +299,22 @@ mod tests {
         // Accuracy within 0.5 points of Keras, or better.
         assert!(Target::NotBelowKerasBy(0.005).met(0.975, 0.978, true));
         assert!(!Target::NotBelowKerasBy(0.005).met(0.972, 0.978, true));
+    }
+
+    /// A figure no round measured (the large set skipped) is "not measured", never "missed".
+    #[test]
+    fn unmeasured_figures_are_not_missed() {
+        let target = Some(Target::AtLeast(20_000.0));
+        let row = |ours, keras| Row::new("predict", "candidates/s", [ours, keras], true, target);
+        assert_eq!(
+            row(f64::NAN, f64::NAN).target_text(),
+            "≥ 20000.00: not measured"
+        );
+        assert_eq!(
+            row(25_000.0, f64::NAN).target_text(),
+            "≥ 20000.00: not measured"
+        );
+        assert_eq!(row(25_000.0, 7_000.0).target_text(), "≥ 20000.00: met");
+        assert_eq!(row(15_000.0, 7_000.0).target_text(), "≥ 20000.00: missed");
     }
 }
