@@ -188,8 +188,15 @@ pub(super) fn tile<M: MulAdd, const BLOCKS: usize>(
     let mut acc = [[[0.0f32; LANES]; PIXELS]; BLOCKS];
     for ky in 0..g.spec.kernel[0] {
         // Equal lengths let the compiler drop most bounds checks of the inner loop.
-        let weights = packed.map(|packed| &packed[ky * row_taps..][..row_taps]);
-        let rows = bases.map(|base| &padded[base + ky * g.row_stride()..][..row_taps]);
+        // Filled by loops: `array::map` was not inlined, a call per row of every tile.
+        let mut weights: [&[[f32; LANES]]; BLOCKS] = [&[]; BLOCKS];
+        for (weights, packed) in weights.iter_mut().zip(packed) {
+            *weights = &packed[ky * row_taps..][..row_taps];
+        }
+        let mut rows: [&[f32]; PIXELS] = [&[]; PIXELS];
+        for (row, base) in rows.iter_mut().zip(bases) {
+            *row = &padded[base + ky * g.row_stride()..][..row_taps];
+        }
         for t in 0..row_taps {
             for (p, row) in rows.iter().enumerate() {
                 let a = row[t];

@@ -164,15 +164,22 @@ impl Geometry {
         let pixels = out_h * out_w;
         let step = if self.spec.pool { 1 } else { PIXELS };
         (0..pixels).step_by(step).map(move |first| {
-            let bases = if self.spec.pool {
+            // Spelt out, not `array::map`, which was not inlined (a call per group).
+            let mut bases = [0; PIXELS];
+            if self.spec.pool {
                 let (y, x) = (2 * (first / out_w), 2 * (first % out_w));
-                [(y, x), (y, x + 1), (y + 1, x), (y + 1, x + 1)].map(|(y, x)| self.base(y, x))
+                bases = [
+                    self.base(y, x),
+                    self.base(y, x + 1),
+                    self.base(y + 1, x),
+                    self.base(y + 1, x + 1),
+                ];
             } else {
-                std::array::from_fn(|p| {
+                for (p, base) in bases.iter_mut().enumerate() {
                     let pixel = (first + p).min(pixels - 1);
-                    self.base(pixel / out_w, pixel % out_w)
-                })
-            };
+                    *base = self.base(pixel / out_w, pixel % out_w);
+                }
+            }
             Group {
                 first,
                 outputs: if self.spec.pool {
