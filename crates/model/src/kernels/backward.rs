@@ -56,9 +56,10 @@ pub fn conv_block_backward(
     let axpy_input_grad = input_grad && !gemm;
     // (C_out, taps) in the padded input's tap order, for the `axpy` form (the GEMM form
     // reads no weights).
+    let filter_taps = g.filter_taps();
     let mut by_tap = vec![0.0f32; if gemm { 0 } else { c_out * taps }];
     for (row, filter) in by_tap.chunks_exact_mut(taps).zip(weight.chunks_exact(taps)) {
-        for (tap, w) in g.filter_taps().zip(filter) {
+        for (&tap, w) in filter_taps.iter().zip(filter) {
             row[tap] = *w;
         }
     }
@@ -122,7 +123,7 @@ pub fn conv_block_backward(
     // -> (C_out, C_in, kH, kW)
     let mut weight_grad = vec![0.0f32; c_out * taps];
     for (co, filter) in weight_grad.chunks_exact_mut(taps).enumerate() {
-        for (tap, w) in g.filter_taps().zip(filter) {
+        for (&tap, w) in filter_taps.iter().zip(filter) {
             *w = if gemm {
                 sums.weight[(co / LANES) * taps + tap][co % LANES]
             } else {
