@@ -33,7 +33,9 @@ use rayon::prelude::*;
 
 pub use error::FeaturesError;
 pub use normalise::NormalisationSpec;
-pub use stamp_set::{CENTRE_PIXEL, FeatureMeta, StampSet, Stamps, open_split, split_path};
+pub use stamp_set::{
+    CENTRE_PIXEL, FeatureMeta, IN_MEMORY_BYTES, StampSet, Stamps, open_split, split_path,
+};
 
 use crate::normalise::ChannelMoments;
 

@@ -83,6 +83,28 @@ fn build(normalisation: Normalisation) -> (tempfile::TempDir, Pipeline) {
     (root, pipeline)
 }
 
+/// Stamps read by row from the file (as sets beyond `IN_MEMORY_BYTES` are) are the ones held
+/// in memory, in any order asked for.
+#[test]
+fn stamps_read_by_row_equal_stamps_held_in_memory() {
+    let (_root, pipeline) = build(Normalisation::None);
+    let path = features::split_path(&pipeline, "train");
+    let hash = hits_core::io::hash_file(&path).unwrap();
+    let held = StampSet::read_hashed_within(&path, hash.clone(), usize::MAX).unwrap();
+    let by_row = StampSet::read_hashed_within(&path, hash, 0).unwrap();
+    let rows = [5, 0, 3, 3, 1];
+    let gather = |set: &StampSet| {
+        let mut out = Vec::new();
+        set.stamps.gather(&rows, &mut out).unwrap();
+        out
+    };
+    assert_eq!(gather(&held).len(), rows.len() * TENSOR_LEN);
+    assert_eq!(gather(&held), gather(&by_row));
+    assert_eq!(held.stamps.len(), by_row.stamps.len());
+    let subset = |set: &StampSet| set.stamps.select(&[4, 2]).get(1).unwrap();
+    assert_eq!(subset(&held), subset(&by_row));
+}
+
 #[test]
 fn stacks_channels_in_order_template_science_difference_snr() {
     let (_root, pipeline) = build(Normalisation::None);
