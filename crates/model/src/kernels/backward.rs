@@ -170,11 +170,7 @@ pub(super) struct Sums {
 
 impl Sums {
     fn add(&mut self, other: &Sums) {
-        for (a, b) in self.weight.iter_mut().zip(&other.weight) {
-            for (a, b) in a.iter_mut().zip(b) {
-                *a += b;
-            }
-        }
+        add_lanes(&mut self.weight, &other.weight);
         for (a, b) in self.weight_rows.iter_mut().zip(&other.weight_rows) {
             *a += b;
         }
@@ -463,11 +459,7 @@ fn add_row_tiles<M: MulAdd, const V: usize>(
                 *acc = mul_add_lanes::<M>(scale, x, *acc);
             }
         }
-        for (sum, acc) in tile.iter_mut().zip(&acc) {
-            for (sum, acc) in sum.iter_mut().zip(acc) {
-                *sum += acc;
-            }
-        }
+        add_lanes(tile, &acc);
     }
     V * tiles.len()
 }
@@ -499,12 +491,7 @@ impl CandidateOutput<'_> {
         let output: &[f32; LANES] = self.output[at..][..LANES].try_into().expect("LANES");
         let output_grad: &[f32; LANES] = self.output_grad[at..][..LANES].try_into().expect("LANES");
         for lane in 0..LANES {
-            let g = output_grad[lane];
-            grad[lane] = if output[lane] > 0.0 {
-                g
-            } else {
-                g * self.slope
-            };
+            grad[lane] = through_activation(output[lane], output_grad[lane], self.slope);
         }
         if !self.argmax.is_empty() {
             from.copy_from_slice(&self.argmax[at..][..LANES]);
@@ -517,12 +504,7 @@ impl CandidateOutput<'_> {
     /// convolution pixels it goes to: the one its pooling window took the maximum from.
     #[inline(always)]
     fn grad_at(&self, i: usize, p: usize) -> (f32, usize) {
-        let grad = self.output_grad[i];
-        let grad = if self.output[i] > 0.0 {
-            grad
-        } else {
-            grad * self.slope
-        };
+        let grad = through_activation(self.output[i], self.output_grad[i], self.slope);
         let pixel = if self.argmax.is_empty() {
             p
         } else {
@@ -573,12 +555,24 @@ pub(super) fn weight_grad_tile<M: MulAdd, const TAPS: usize>(
             *acc = mul_add_lanes::<M>(a, grads, *acc);
         }
     }
-    let acc = low[..half].iter().chain(&high[..TAPS - half]);
+    add_lanes(sums, low[..half].iter().chain(&high[..TAPS - half]));
+}
+
+/// `sums += acc`, lane by lane.
+#[inline(always)]
+fn add_lanes<'a>(sums: &mut [[f32; LANES]], acc: impl IntoIterator<Item = &'a [f32; LANES]>) {
     for (sum, acc) in sums.iter_mut().zip(acc) {
         for (sum, acc) in sum.iter_mut().zip(acc) {
             *sum += acc;
         }
     }
+}
+
+/// The gradient `grad` of an activated `output` through the activation (a leaky ReLU of
+/// `slope`), whose derivative is read from the output's sign.
+#[inline(always)]
+fn through_activation(output: f32, grad: f32, slope: f32) -> f32 {
+    if output > 0.0 { grad } else { grad * slope }
 }
 
 /// `a * x + acc`, lane by lane.
