@@ -23,7 +23,7 @@ use burn_flex::{Flex, FlexDevice, FlexTensor, Layout as FlexLayout};
 
 use std::sync::Arc;
 
-use crate::kernels::{self, ActivationLayout, ConvBlock, InstructionSet};
+use crate::kernels::{self, ActivationLayout, ChainLink, ConvBlock, InstructionSet};
 
 /// Backend operations for fused channels-last convolution blocks. The provided methods run
 /// the CPU kernels on the tensor's values; a backend declares whether to use them, and may
@@ -69,6 +69,37 @@ pub trait ChannelsLastOps: Backend {
         let [h, w] = spec.output_size(dims[1], dims[2]);
         let out = Self::from_values(out, &[dims[0], h, w, c_out], &device);
         (out, argmax.map(Arc::from))
+    }
+
+    /// Whether runs of blocks may go through [`conv_chain`](Self::conv_chain): on the CPU,
+    /// where no backward pass needs each block's output.
+    fn chains_blocks() -> bool {
+        false
+    }
+
+    /// [`kernels::conv_chain`]: `x` holds `dims = [N, H, W, C_in]` in the first block's
+    /// layout; `params` holds each block's weight and bias values. Returns the last block's
+    /// channels-last output and its dimensions.
+    fn conv_chain(
+        x: FloatTensor<Self>,
+        params: &[(Vec<f32>, Vec<f32>)],
+        specs: &[ConvBlock],
+        dims: [usize; 4],
+    ) -> (FloatTensor<Self>, [usize; 4]) {
+        let device = Self::float_device(&x);
+        let links: Vec<ChainLink> = params
+            .iter()
+            .zip(specs)
+            .map(|((weight, bias), spec)| ChainLink {
+                weight,
+                bias,
+                spec: *spec,
+            })
+            .collect();
+        let (out, dims) = Self::with_values(x, |x| {
+            kernels::conv_chain(InstructionSet::best(), x, dims, &links)
+        });
+        (Self::from_values(out, &dims, &device), dims)
     }
 
     /// The gradients of [`conv_block`](Self::conv_block) with respect to `x` (when
@@ -147,6 +178,10 @@ fn dims4<B: Backend>(x: &FloatTensor<B>) -> [usize; 4] {
 /// The CPU backend hands its buffers to the kernels without copies.
 impl ChannelsLastOps for Flex {
     fn channels_last() -> bool {
+        true
+    }
+
+    fn chains_blocks() -> bool {
         true
     }
 
@@ -286,15 +321,71 @@ pub fn conv_block<B: ChannelsLastOps>(
     x: Tensor<B, 4>,
     spec: ConvBlock,
 ) -> Tensor<B, 4> {
-    let weight = conv.weight.val(); // (C_out, C_in, kH, kW)
+    let dims = input_dims(x.dims(), spec);
+    let (weight, bias) = block_params(conv, dims, spec);
+    let (out, _) = B::conv_block(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.into_primitive().tensor(),
+        dims,
+        spec,
+        false, // an autodiff backend keeps what its backward pass needs
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// [`conv_block`] with each `(conv, spec)` in turn. Where the backend chains blocks (CPU
+/// inference) they run as one [`kernels::conv_chain`], each candidate through all of them.
+pub fn conv_blocks<B: ChannelsLastOps>(
+    blocks: &[(&Conv2d<B>, ConvBlock)],
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let Some((_, first)) = blocks.first() else {
+        return x;
+    };
+    if !B::chains_blocks() {
+        return blocks
+            .iter()
+            .fold(x, |x, (conv, spec)| conv_block(conv, x, *spec));
+    }
+    let dims = input_dims(x.dims(), *first);
+    let mut next = dims;
+    let mut params = Vec::with_capacity(blocks.len());
+    let mut specs = Vec::with_capacity(blocks.len());
+    for (conv, spec) in blocks {
+        let (weight, bias) = block_params(conv, next, *spec);
+        let [h, w] = spec.output_size(next[1], next[2]);
+        next = [next[0], h, w, weight.dims()[0]];
+        params.push((
+            copy_values::<B>(weight.into_primitive().tensor()),
+            copy_values::<B>(bias.into_primitive().tensor()),
+        ));
+        specs.push(*spec);
+    }
+    let (out, _) = B::conv_chain(x.into_primitive().tensor(), &params, &specs, dims);
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// `[N, H, W, C]` of a block's input of shape `shape`, stored as `spec.layout` says.
+fn input_dims(shape: [usize; 4], spec: ConvBlock) -> [usize; 4] {
+    match (spec.layout, shape) {
+        (ActivationLayout::ChannelsLast, [n, h, w, c])
+        | (ActivationLayout::ChannelsFirst, [n, c, h, w]) => [n, h, w, c],
+    }
+}
+
+/// `conv`'s weight `(C_out, C_in, kH, kW)` and bias (zeros without one), checked against
+/// the block and its input's `dims`.
+fn block_params<B: Backend>(
+    conv: &Conv2d<B>,
+    dims: [usize; 4],
+    spec: ConvBlock,
+) -> (Tensor<B, 4>, Tensor<B, 1>) {
+    let weight = conv.weight.val();
     let [c_out, c_in, k_h, k_w] = weight.dims();
     let bias = match &conv.bias {
         Some(bias) => bias.val(),
         None => Tensor::zeros([c_out], &weight.device()),
-    };
-    let dims = match (spec.layout, x.dims()) {
-        (ActivationLayout::ChannelsLast, [n, h, w, c])
-        | (ActivationLayout::ChannelsFirst, [n, c, h, w]) => [n, h, w, c],
     };
     assert_eq!(
         dims[3], c_in,
@@ -306,15 +397,7 @@ pub fn conv_block<B: ChannelsLastOps>(
         [k_h, k_w],
         "the block's kernel size is the weight's"
     );
-    let (out, _) = B::conv_block(
-        x.into_primitive().tensor(),
-        weight.into_primitive().tensor(),
-        bias.into_primitive().tensor(),
-        dims,
-        spec,
-        false, // an autodiff backend keeps what its backward pass needs
-    );
-    Tensor::from_primitive(TensorPrimitive::Float(out))
+    (weight, bias)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::leaky_relu;
 
-use crate::channels_last::{ChannelsLastOps, conv_block};
+use crate::channels_last::{ChannelsLastOps, conv_blocks};
 use crate::kernels::{ActivationLayout, ConvBlock};
 use crate::{CHANNELS, CLASSES, SIDE};
 
@@ -141,27 +141,35 @@ impl<B: ChannelsLastOps> RotInvCnn<B> {
             kernel: [4, 4],
             ..block(3, false)
         };
-        let x = conv_block(&self.conv1, x, first); // (4N, 24, 24, F)
-        let x = conv_block(&self.conv2, x, block(1, true)); // (4N, 12, 12, F)
-        let x = conv_block(&self.conv3, x, block(1, false));
-        let x = conv_block(&self.conv4, x, block(1, false));
-        let x = conv_block(&self.conv5, x, block(1, true)); // (4N, 6, 6, 2F)
+        let blocks = [
+            (&self.conv1, first),          // (4N, 24, 24, F)
+            (&self.conv2, block(1, true)), // (4N, 12, 12, F)
+            (&self.conv3, block(1, false)),
+            (&self.conv4, block(1, false)),
+            (&self.conv5, block(1, true)), // (4N, 6, 6, 2F)
+        ];
         // The dense layer's weights are ordered (C, H, W), as burn's path flattens.
-        x.permute([0, 3, 1, 2])
+        conv_blocks(&blocks, x).permute([0, 3, 1, 2])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::CpuAutodiff;
-    use crate::test_util::{assert_same_values_and_gradient, random};
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::test_util::{assert_close, assert_same_values_and_gradient, random};
+    use burn::module::AutodiffModule;
 
     #[test]
     fn fused_tower_gives_burns_values_and_gradients() {
         let model = RotInvCnnConfig::new().init::<CpuAutodiff>(&Default::default());
         let x: Tensor<CpuAutodiff, 4> = random([2, CHANNELS, 21, 21], 3);
         let ours = model.tower_channels_last(x.clone());
-        assert_same_values_and_gradient(ours, model.tower(x), &model.conv1.weight);
+        assert_same_values_and_gradient(ours, model.tower(x.clone()), &model.conv1.weight);
+        // Without autodiff the blocks run as one chain, each candidate through all of them.
+        let (model, x) = (model.valid(), x.inner());
+        assert!(<Cpu as ChannelsLastOps>::chains_blocks());
+        let chained = model.tower_channels_last(x.clone());
+        assert_close(&chained, &model.tower(x), "the chained blocks");
     }
 }

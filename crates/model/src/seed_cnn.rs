@@ -22,7 +22,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::ops::PadMode;
 
-use crate::channels_last::{ChannelsLastOps, conv_block};
+use crate::channels_last::{ChannelsLastOps, conv_blocks};
 use crate::kernels::{ActivationLayout, ConvBlock};
 use crate::{CHANNELS, CLASSES};
 
@@ -117,35 +117,46 @@ impl<B: ChannelsLastOps> SeedCnn<B> {
     }
 
     /// [`blocks`](Self::blocks) as fused channels-last ops, the same values.
-    fn blocks_channels_last(&self, mut x: Tensor<B, 4>) -> Tensor<B, 2> {
+    fn blocks_channels_last(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let n = x.dims()[0];
-        let mut block = ConvBlock {
-            layout: ActivationLayout::ChannelsFirst, // the stamps
+        let block = |layout| ConvBlock {
+            layout,
             kernel: [2, 2],
             padding: KERAS_SAME_2X2,
             pool: true,
             slope: 0.0,
         };
-        for conv in &self.convs {
-            // (N, S, S, C) -> (N, S / 2, S / 2, C'), channels-last
-            x = conv_block(conv, x, block);
-            block.layout = ActivationLayout::ChannelsLast;
-        }
-        x.reshape([n, CONV_CHANNELS[3]]) // (N, 1, 1, 64) -> (N, 64)
+        // (N, S, S, C) -> (N, S / 2, S / 2, C'), channels-last; the first block reads the stamps.
+        let blocks: Vec<_> = self
+            .convs
+            .iter()
+            .enumerate()
+            .map(|(i, conv)| match i {
+                0 => (conv, block(ActivationLayout::ChannelsFirst)),
+                _ => (conv, block(ActivationLayout::ChannelsLast)),
+            })
+            .collect();
+        conv_blocks(&blocks, x).reshape([n, CONV_CHANNELS[3]]) // (N, 1, 1, 64) -> (N, 64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::CpuAutodiff;
-    use crate::test_util::{assert_same_values_and_gradient, random};
+    use crate::backend::{Cpu, CpuAutodiff};
+    use crate::test_util::{assert_close, assert_same_values_and_gradient, random};
+    use burn::module::AutodiffModule;
 
     #[test]
     fn fused_blocks_give_burns_values_and_gradients() {
         let model = SeedCnnConfig::new().init::<CpuAutodiff>(&Default::default());
         let x: Tensor<CpuAutodiff, 4> = random([3, CHANNELS, 21, 21], 1);
         let ours = model.blocks_channels_last(x.clone());
-        assert_same_values_and_gradient(ours, model.blocks(x), &model.convs[0].weight);
+        assert_same_values_and_gradient(ours, model.blocks(x.clone()), &model.convs[0].weight);
+        // Without autodiff the blocks run as one chain, each candidate through all of them.
+        let (model, x) = (model.valid(), x.inner());
+        assert!(<Cpu as ChannelsLastOps>::chains_blocks());
+        let chained = model.blocks_channels_last(x.clone());
+        assert_close(&chained, &model.blocks(x), "the chained blocks");
     }
 }

@@ -193,7 +193,9 @@ impl Geometry {
         })
     }
 
-    /// Copy one candidate's input into the interior of the zero-padded buffer.
+    /// Copy one candidate's input into the interior of the zero-padded buffer. Inlined into
+    /// the kernels, so that it is compiled for their instruction set.
+    #[inline(always)]
     fn fill_padded(&self, input: &[f32], padded: &mut [f32]) {
         let [height, width, c_in] = self.input;
         let [(top, _), (left, _)] = self.spec.padding;
@@ -202,6 +204,17 @@ impl Geometry {
             match self.spec.layout {
                 ActivationLayout::ChannelsLast => {
                     row.copy_from_slice(&input[y * width * c_in..][..width * c_in])
+                }
+                // The stamps' four channels, interleaved with a fixed stride (vector
+                // shuffles): a quarter of SeedCnn's first block as a loop of any stride.
+                ActivationLayout::ChannelsFirst if c_in == 4 => {
+                    let plane = |c: usize| &input[(c * height + y) * width..][..width];
+                    let planes = [plane(0), plane(1), plane(2), plane(3)];
+                    for (x, pixel) in row.chunks_exact_mut(4).enumerate() {
+                        for (v, plane) in pixel.iter_mut().zip(planes) {
+                            *v = plane[x];
+                        }
+                    }
                 }
                 ActivationLayout::ChannelsFirst => {
                     for (x, pixel) in row.chunks_exact_mut(c_in).enumerate() {
@@ -425,7 +438,7 @@ mod backward;
 mod forward;
 
 pub use backward::{BackwardPass, ConvBlockGrads, conv_block_backward};
-pub use forward::conv_block;
+pub use forward::{ChainLink, conv_block, conv_chain};
 
 #[cfg(test)]
 mod tests {
@@ -476,6 +489,85 @@ mod tests {
     /// bit for bit (each lane does the same operations in the same order, whatever the vector
     /// width), the baseline (separate multiply and add) within rounding. burn's convolution
     /// checks the widest of them (`channels_last` tests).
+    #[test]
+    fn a_chain_gives_its_blocks_one_after_the_other() {
+        let block = |layout, kernel, pad, pool, slope| ConvBlock {
+            layout,
+            kernel: [kernel; 2],
+            padding: [pad; 2],
+            pool,
+            slope,
+        };
+        let (first, last) = (
+            ActivationLayout::ChannelsFirst,
+            ActivationLayout::ChannelsLast,
+        );
+        // SeedCnn's blocks; blocks without pooling, odd channel counts and an odd number of
+        // pixel groups (the wide tile's leftover group), as in RotInvCnn.
+        // Each chain: its blocks with their output channels, and its input's dims.
+        type Chain<'a> = (&'a [(ConvBlock, usize)], [usize; 4]);
+        let chains: [Chain; 2] = [
+            (
+                &[
+                    (block(first, 2, (0, 1), true, 0.0), 32),
+                    (block(last, 2, (0, 1), true, 0.0), 32),
+                    (block(last, 2, (0, 1), true, 0.0), 64),
+                    (block(last, 2, (0, 1), true, 0.0), 64),
+                ],
+                [5, 21, 21, 4],
+            ),
+            (
+                &[
+                    (block(first, 4, (3, 3), false, 0.01), 17),
+                    (block(last, 3, (1, 1), true, 0.01), 33),
+                    (block(last, 3, (1, 1), false, 0.01), 16),
+                ],
+                [3, 9, 9, 4],
+            ),
+        ];
+        for isa in InstructionSet::available() {
+            for (blocks, dims) in chains {
+                let input = wave(dims.iter().product(), 0.37);
+                let params: Vec<(Vec<f32>, Vec<f32>)> = blocks
+                    .iter()
+                    .scan(dims[3], |c_in, (spec, c_out)| {
+                        let taps = *c_in * spec.kernel[0] * spec.kernel[1];
+                        *c_in = *c_out;
+                        Some((wave(c_out * taps, 0.91), wave(*c_out, 0.5)))
+                    })
+                    .collect();
+                let (mut expected, mut next) = (input.clone(), dims);
+                for ((spec, c_out), (weight, bias)) in blocks.iter().zip(&params) {
+                    expected = conv_block(isa, &expected, next, weight, bias, spec, false).0;
+                    let [h, w] = spec.output_size(next[1], next[2]);
+                    next = [dims[0], h, w, *c_out];
+                }
+                let links: Vec<ChainLink> = blocks
+                    .iter()
+                    .zip(&params)
+                    .map(|((spec, _), (weight, bias))| ChainLink {
+                        weight,
+                        bias,
+                        spec: *spec,
+                    })
+                    .collect();
+                let (got, got_dims) = conv_chain(isa, &input, dims, &links);
+                assert_eq!(got_dims, next, "{}", isa.name());
+                assert!(
+                    got.iter()
+                        .zip(&expected)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{}: the chain differs from its blocks",
+                    isa.name()
+                );
+                assert!(
+                    got.iter().any(|v| *v != 0.0),
+                    "the output must not be all zero"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_instruction_set_computes_the_same_blocks() {
         let sets = InstructionSet::available();
