@@ -273,7 +273,22 @@ pub fn run(ours: &[PathBuf], keras: &[PathBuf], out: &Path) -> anyhow::Result<()
         );
     }
     println!("CPU f32 peak assumed: {peak:.1} GFLOP/s (the GFLOP/s target is 20% of it)");
-    let json = serde_json::json!({ "rows": rows, "peak_gflops": peak });
+    // The best of the rounds: the peak is what the CPU can do, and neighbours on a shared
+    // machine only lower it.
+    let measured = ours
+        .iter()
+        .filter_map(|v| v["machine"]["measured_peak_gflops"].as_f64())
+        .reduce(f64::max);
+    let achieved = rows.iter().find(|r| r.unit == "GFLOP/s").map(|r| r.ours);
+    if let (Some(measured), Some(ours)) = (measured, achieved) {
+        println!(
+            "CPU f32 peak measured (multiply-adds on every core): {measured:.1} GFLOP/s; \
+             SeedCnn at batch 1024 reaches {:.0}% of it",
+            100.0 * ours / measured
+        );
+    }
+    let json =
+        serde_json::json!({ "rows": rows, "peak_gflops": peak, "measured_peak_gflops": measured });
     hits_core::io::write_json_atomic(out, &json)?;
     println!("wrote {}", out.display());
     Ok(())

@@ -29,7 +29,12 @@ pub struct CpuPeak {
     pub fma: bool,
     /// Assumed FMA (or multiply + add) pipes per core.
     pub fma_units: u32,
+    /// Cores x the clock /proc/cpuinfo reports x lanes x 2 x units: below the real peak where
+    /// the cores run faster than that clock (a VM reports its base clock).
     pub peak_gflops: f64,
+    /// Multiply-adds per second of a loop that does nothing else, on every core at once with
+    /// the widest vectors ([`measure_fma_peak`]); `None` without FMA.
+    pub measured_peak_gflops: Option<f64>,
 }
 
 impl CpuPeak {
@@ -57,6 +62,7 @@ impl CpuPeak {
             fma,
             fma_units,
             peak_gflops: cores as f64 * mhz / 1e3 * flops_per_cycle,
+            measured_peak_gflops: measure_fma_peak(cores, 0.5),
         }
     }
 }
@@ -79,9 +85,132 @@ fn vector_features() -> (u32, bool) {
     (4, true)
 }
 
+/// A loop of `rounds` multiply-adds per chain, and its vectors' lanes.
+type FmaLoop = (fn(u64) -> f32, usize);
+
+/// Independent chains of multiply-adds per thread: enough to cover the FMA latency on
+/// both pipes (4 cycles x 2 pipes needs 8).
+const CHAINS: usize = 12;
+
+/// The f32 GFLOP/s of `threads` threads each running `LANES`-wide multiply-add chains
+/// for about `seconds`, with the widest FMA this CPU runs; `None` without FMA.
+pub fn measure_fma_peak(threads: usize, seconds: f64) -> Option<f64> {
+    let per_thread = |run: fn(u64) -> f32, lanes: usize| {
+        let rounds = 1u64 << 20;
+        let start = std::time::Instant::now();
+        let mut done = 0;
+        while start.elapsed().as_secs_f64() < seconds {
+            std::hint::black_box(run(rounds));
+            done += rounds;
+        }
+        (done * (CHAINS * lanes * 2) as u64) as f64 / start.elapsed().as_secs_f64() / 1e9
+    };
+    let (run, lanes) = widest_fma()?;
+    let rates: Vec<f64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(move || per_thread(run, lanes)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(0.0))
+            .collect()
+    });
+    Some(rates.iter().sum())
+}
+
+/// The widest multiply-add loop this CPU runs, and its lanes. Written with intrinsics: as
+/// plain loops over arrays the compiler vectorised across the chains, with gathers.
+#[cfg(target_arch = "x86_64")]
+fn widest_fma() -> Option<FmaLoop> {
+    use std::arch::x86_64::*;
+    /// `rounds` multiply-adds on each of [`CHAINS`] vectors of 1; returns the sum of their
+    /// first lanes.
+    macro_rules! chains {
+        ($name:ident, $features:literal, $set1:ident, $fmadd:ident, $first:ident) => {
+            #[target_feature(enable = $features)]
+            fn $name(rounds: u64) -> f32 {
+                let mut acc = [$set1(1.0); CHAINS];
+                let (b, c) = ($set1(0.999_999), $set1(1e-7));
+                for _ in 0..rounds {
+                    for chain in acc.iter_mut() {
+                        *chain = $fmadd(*chain, b, c);
+                    }
+                }
+                acc.iter().map(|chain| $first(*chain)).sum()
+            }
+        };
+    }
+    chains!(
+        avx512,
+        "avx512f,fma",
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        first_512
+    );
+    chains!(
+        avx2,
+        "avx2,fma",
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_cvtss_f32
+    );
+    #[target_feature(enable = "avx512f")]
+    fn first_512(v: __m512) -> f32 {
+        _mm512_cvtss_f32(v)
+    }
+    use std::arch::is_x86_feature_detected as has;
+    // SAFETY: each is called only where the CPU has its features.
+    if has!("avx512f") && has!("fma") {
+        Some((|r| unsafe { avx512(r) }, 16))
+    } else if has!("avx2") && has!("fma") {
+        Some((|r| unsafe { avx2(r) }, 8))
+    } else {
+        None
+    }
+}
+
+/// NEON: FMA is part of aarch64.
+#[cfg(target_arch = "aarch64")]
+fn widest_fma() -> Option<FmaLoop> {
+    use std::arch::aarch64::*;
+    fn neon(rounds: u64) -> f32 {
+        // SAFETY: NEON is part of aarch64.
+        unsafe {
+            let mut acc = [vdupq_n_f32(1.0); CHAINS];
+            let (b, c) = (vdupq_n_f32(0.999_999), vdupq_n_f32(1e-7));
+            for _ in 0..rounds {
+                for chain in acc.iter_mut() {
+                    *chain = vfmaq_f32(c, *chain, b);
+                }
+            }
+            acc.iter().map(|chain| vgetq_lane_f32::<0>(*chain)).sum()
+        }
+    }
+    Some((neon, 4))
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn widest_fma() -> Option<FmaLoop> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_peak_loop_computes_its_multiply_adds() {
+        // v <- v * 0.999999 + 1e-7, three times from 1, in each chain.
+        let mut v = 1.0f32;
+        for _ in 0..3 {
+            v = v.mul_add(0.999_999, 1e-7);
+        }
+        let expected: f32 = (0..CHAINS).map(|_| v).sum();
+        match widest_fma() {
+            Some((run, _)) => assert_eq!(run(3), expected),
+            None => eprintln!("skipped: this CPU has no FMA"),
+        }
+    }
 
     #[test]
     fn seed_cnn_flops_by_hand() {

@@ -144,7 +144,10 @@ pub struct Gflops {
     pub flops_per_candidate: u64,
     pub batch: usize,
     pub achieved_gflops: f64,
+    /// Of [`cpu::CpuPeak::peak_gflops`], from the reported clock.
     pub fraction_of_peak: f64,
+    /// Of [`cpu::CpuPeak::measured_peak_gflops`].
+    pub fraction_of_measured_peak: Option<f64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -245,6 +248,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             batch,
             achieved_gflops: achieved,
             fraction_of_peak: achieved / machine.peak_gflops,
+            fraction_of_measured_peak: machine.measured_peak_gflops.map(|p| achieved / p),
         },
         machine,
         ingest_features,
