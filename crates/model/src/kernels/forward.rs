@@ -73,9 +73,7 @@ pub fn conv_chain(
         next = [dims[0], h, w, worker.g.c_out];
         workers.push(worker);
     }
-    let Some((last, before)) = workers.split_last() else {
-        return (input.to_vec(), dims);
-    };
+    let (last, before) = workers.split_last().expect("a chain of at least one block");
     let (in_len, out_len) = (workers[0].g.input_len(), last.g.output_len());
     let mut output = vec![0.0f32; dims[0] * out_len];
     if output.is_empty() {
@@ -133,6 +131,7 @@ impl Forward {
             bias: bias_blocks,
         }
     }
+
     /// `padded` is scratch of `padded_len` values whose border stays zero between calls.
     fn run(&self, input: &[f32], padded: &mut [f32], output: &mut [f32], argmax: &mut [u8]) {
         dispatch(

@@ -13,8 +13,9 @@
 //! The inner loop is a register tile of 4 pixels x 16 output channels. The same generic code
 //! is compiled for each instruction set ([`InstructionSet`]) and the widest this CPU runs is
 //! chosen at run time: AVX-512 (one 16-lane vector per pixel; with 32 registers the tile
-//! takes two blocks of 16 channels, 8 accumulators), AVX2 + FMA (two 8-lane vectors per
-//! pixel, 8 accumulators), or the baseline. Every path sums each value in the same order.
+//! takes 8 pixels x two blocks of 16 channels, 16 accumulators), AVX2 + FMA (two 8-lane
+//! vectors per pixel, 8 accumulators), or the baseline. Every path sums each value in the
+//! same order. For inference, [`conv_chain`] runs each candidate through several blocks.
 
 use rayon::prelude::*;
 
@@ -276,8 +277,9 @@ struct Group {
 /// `a * b + c`, fused into one instruction where the CPU has it.
 trait MulAdd {
     /// Whether the target has 32 vector registers of 16 lanes (AVX-512). The tiles then hold
-    /// twice the accumulators: with one 16-lane accumulator per pixel, the FMAs' 4-cycle
-    /// latency would let 4 of them keep only one of the two FMA pipes busy.
+    /// more accumulators (the forward one 16: 8 pixels x 2 channel blocks; the weight-gradient
+    /// one 8): with one 16-lane accumulator per pixel, the FMAs' 4-cycle latency would let 4
+    /// of them keep only one of the two FMA pipes busy.
     const WIDE: bool = false;
     fn mul_add(a: f32, b: f32, c: f32) -> f32;
 }
@@ -292,7 +294,7 @@ impl MulAdd for Fused {
     }
 }
 
-/// [`Fused`] on AVX-512: the same arithmetic, in tiles of twice the accumulators.
+/// [`Fused`] on AVX-512: the same arithmetic, in tiles of more accumulators.
 #[cfg(target_arch = "x86_64")]
 struct FusedWide;
 
