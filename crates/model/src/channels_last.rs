@@ -77,27 +77,16 @@ pub trait ChannelsLastOps: Backend {
         false
     }
 
-    /// [`kernels::conv_chain`]: `x` holds `dims = [N, H, W, C_in]` in the first block's
-    /// layout; `params` holds each block's weight and bias values. Returns the last block's
-    /// channels-last output and its dimensions.
+    /// [`kernels::conv_chain`]: `x` holds `dims = [N, H, W, C_in]` in the first link's
+    /// layout. Returns the last block's channels-last output and its dimensions.
     fn conv_chain(
         x: FloatTensor<Self>,
-        params: &[(Vec<f32>, Vec<f32>)],
-        specs: &[ConvBlock],
+        links: &[ChainLink],
         dims: [usize; 4],
     ) -> (FloatTensor<Self>, [usize; 4]) {
         let device = Self::float_device(&x);
-        let links: Vec<ChainLink> = params
-            .iter()
-            .zip(specs)
-            .map(|((weight, bias), spec)| ChainLink {
-                weight,
-                bias,
-                spec: *spec,
-            })
-            .collect();
         let (out, dims) = Self::with_values(x, |x| {
-            kernels::conv_chain(InstructionSet::best(), x, dims, &links)
+            kernels::conv_chain(InstructionSet::best(), x, dims, links)
         });
         (Self::from_values(out, &dims, &device), dims)
     }
@@ -350,19 +339,29 @@ pub fn conv_blocks<B: ChannelsLastOps>(
     }
     let dims = input_dims(x.dims(), *first);
     let mut next = dims;
-    let mut params = Vec::with_capacity(blocks.len());
-    let mut specs = Vec::with_capacity(blocks.len());
-    for (conv, spec) in blocks {
-        let (weight, bias) = block_params(conv, next, *spec);
-        let [h, w] = spec.output_size(next[1], next[2]);
-        next = [next[0], h, w, weight.dims()[0]];
-        params.push((
-            copy_values::<B>(weight.into_primitive().tensor()),
-            copy_values::<B>(bias.into_primitive().tensor()),
-        ));
-        specs.push(*spec);
-    }
-    let (out, _) = B::conv_chain(x.into_primitive().tensor(), &params, &specs, dims);
+    // Each block's weight and bias values, checked against its input.
+    let params: Vec<(Vec<f32>, Vec<f32>)> = blocks
+        .iter()
+        .map(|(conv, spec)| {
+            let (weight, bias) = block_params(conv, next, *spec);
+            let [h, w] = spec.output_size(next[1], next[2]);
+            next = [next[0], h, w, weight.dims()[0]];
+            (
+                copy_values::<B>(weight.into_primitive().tensor()),
+                copy_values::<B>(bias.into_primitive().tensor()),
+            )
+        })
+        .collect();
+    let links: Vec<ChainLink> = blocks
+        .iter()
+        .zip(&params)
+        .map(|((_, spec), (weight, bias))| ChainLink {
+            weight,
+            bias,
+            spec: *spec,
+        })
+        .collect();
+    let (out, _) = B::conv_chain(x.into_primitive().tensor(), &links, dims);
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 

@@ -487,10 +487,7 @@ mod tests {
         }
     }
 
-    /// Every instruction set this CPU runs computes the same blocks: the FMA-compiled ones
-    /// bit for bit (each lane does the same operations in the same order, whatever the vector
-    /// width), the baseline (separate multiply and add) within rounding. burn's convolution
-    /// checks the widest of them (`channels_last` tests).
+    /// On every instruction set, a chain gives exactly its blocks run one after the other.
     #[test]
     fn a_chain_gives_its_blocks_one_after_the_other() {
         let block = |layout, kernel, pad, pool, slope| ConvBlock {
@@ -504,9 +501,9 @@ mod tests {
             ActivationLayout::ChannelsFirst,
             ActivationLayout::ChannelsLast,
         );
-        // SeedCnn's blocks; blocks without pooling, odd channel counts and an odd number of
-        // pixel groups (the wide tile's leftover group), as in RotInvCnn.
-        // Each chain: its blocks with their output channels, and its input's dims.
+        // Each chain: its blocks with their output channels, and its input's dims. SeedCnn's
+        // blocks; blocks without pooling, odd channel counts and an odd number of pixel groups
+        // (the wide tile's leftover group), as in RotInvCnn.
         type Chain<'a> = (&'a [(ConvBlock, usize)], [usize; 4]);
         let chains: [Chain; 2] = [
             (
@@ -570,6 +567,10 @@ mod tests {
         }
     }
 
+    /// Every instruction set this CPU runs computes the same blocks: the FMA-compiled ones
+    /// bit for bit (each lane does the same operations in the same order, whatever the vector
+    /// width), the baseline (separate multiply and add) within rounding. burn's convolution
+    /// checks the widest of them (`channels_last` tests).
     #[test]
     fn every_instruction_set_computes_the_same_blocks() {
         let sets = InstructionSet::available();
