@@ -57,7 +57,7 @@ pub fn conv_block_backward(
     // (C_out, taps) in the padded input's tap order, for the `axpy` form (the GEMM form
     // reads no weights).
     let filter_taps = g.filter_taps();
-    let mut by_tap = vec![0.0f32; if gemm { 0 } else { c_out * taps }];
+    let mut by_tap = LineAligned::zeroed(if gemm { 0 } else { c_out * taps });
     for (row, filter) in by_tap.chunks_exact_mut(taps).zip(weight.chunks_exact(taps)) {
         for (&tap, w) in filter_taps.iter().zip(filter) {
             row[tap] = *w;
@@ -73,15 +73,24 @@ pub fn conv_block_backward(
         argmax: argmax.unwrap_or(&[]),
         output_grad: pass.output_grad,
     };
+    // Room for each channel's terms (at most one per convolution output pixel) and each
+    // pixel's (at most one per channel), plus one slot each for a discarded write.
+    let [out_h, out_w] = g.output;
+    let (channel_room, pixel_room) = if gemm {
+        (0, 0)
+    } else {
+        (out_h * out_w + 1, c_out + 1)
+    };
     let new_sums = || Sums {
         weight: vec![[0.0; LANES]; if gemm { g.channel_blocks() * taps } else { 0 }],
         weight_rows: vec![0.0; if gemm { 0 } else { c_out * taps }],
         bias: vec![0.0; c_out],
-        padded: vec![0.0; g.padded_len],
-        padded_grad: vec![0.0; if axpy_input_grad { g.padded_len } else { 0 }],
+        padded: LineAligned::zeroed(g.padded_len),
+        padded_grad: LineAligned::zeroed(if axpy_input_grad { g.padded_len } else { 0 }),
         pixels: Vec::new(),
-        by_channel: Vec::new(),
-        by_pixel: Default::default(),
+        channel_terms: vec![(0, 0.0); c_out * channel_room],
+        channel_counts: vec![0; if gemm { 0 } else { c_out }],
+        pixel_terms: vec![(0, 0.0); PIXELS * pixel_room],
     };
     let add = |mut a: Sums, b: Sums| {
         a.add(&b);
@@ -155,17 +164,18 @@ pub(super) struct Sums {
     /// The weight gradient by `axpy`, `(C_out, taps)` (else empty).
     weight_rows: Vec<f32>,
     bias: Vec<f32>,
-    padded: Vec<f32>,
-    padded_grad: Vec<f32>,
+    padded: LineAligned,
+    padded_grad: LineAligned,
     /// Scratch: one block's convolution pixels with a gradient (offset in the padded input,
     /// gradient of the 16 channels).
     pixels: Vec<(usize, [f32; LANES])>,
     /// Scratch of the `axpy` form: per channel, the convolution pixels it sends a gradient
-    /// (offset in the padded input, gradient).
-    by_channel: Vec<Vec<(usize, f32)>>,
+    /// (offset in the padded input, gradient), `channel_counts` of them, in rows of equal room.
+    channel_terms: Vec<(usize, f32)>,
+    channel_counts: Vec<usize>,
     /// Scratch of the `axpy` form: per pixel of a group, the channels that send it a gradient
-    /// (offset of the channel's filter, gradient).
-    by_pixel: [Vec<(usize, f32)>; PIXELS],
+    /// (offset of the channel's filter, gradient), in rows of equal room.
+    pixel_terms: Vec<(usize, f32)>,
 }
 
 impl Sums {
@@ -382,86 +392,152 @@ impl Backward<'_> {
             bias: bias_grads,
             padded,
             padded_grad,
-            by_channel,
-            by_pixel,
+            channel_terms,
+            channel_counts,
+            pixel_terms,
             ..
         } = sums;
+        let channel_room = channel_terms.len() / c_out;
+        let pixel_room = pixel_terms.len() / PIXELS;
         let with_input_grad = !padded_grad.is_empty();
-        by_channel.resize_with(c_out, Vec::new);
-        by_channel.iter_mut().for_each(Vec::clear);
+        channel_counts.fill(0);
         for group in g.groups() {
-            by_pixel.iter_mut().for_each(Vec::clear);
+            let mut pixel_counts = [0; PIXELS];
             for p in 0..group.outputs {
                 let at = (group.first + p) * c_out;
                 for (co, bias_grad) in bias_grads.iter_mut().enumerate() {
                     let (grad, pixel) = candidate.grad_at(at + co, p);
-                    if grad == 0.0 {
-                        continue;
-                    }
+                    // A term is written whatever its gradient and counted only when that is
+                    // non-zero: a branch on it, taken for about half of a ReLU's values,
+                    // was mispredicted as often. Adding a zero leaves the bias as it was.
+                    let kept = usize::from(grad != 0.0);
                     *bias_grad += grad;
-                    by_channel[co].push((group.bases[pixel], grad));
-                    by_pixel[pixel].push((co * taps, grad));
+                    let count = &mut channel_counts[co];
+                    channel_terms[co * channel_room + *count] = (group.bases[pixel], grad);
+                    *count += kept;
+                    let count = &mut pixel_counts[pixel];
+                    pixel_terms[pixel * pixel_room + *count] = (co * taps, grad);
+                    *count += kept;
                 }
             }
             if with_input_grad {
                 // Each of the group's pixels once: pooling windows' pixels are distinct, and
                 // without pooling only the first `outputs` carry terms.
-                for (terms, &base) in by_pixel.iter().zip(&group.bases) {
-                    for ky in 0..g.spec.kernel[0] {
-                        let row = &mut padded_grad[base + ky * stride..][..row_taps];
-                        add_rows::<M>(self.weight, terms, ky * row_taps, row);
-                    }
+                for (pixel, &base) in group.bases.iter().enumerate() {
+                    let terms = &pixel_terms[pixel * pixel_room..][..pixel_counts[pixel]];
+                    add_filter_rows::<M>(
+                        self.weight,
+                        terms,
+                        row_taps,
+                        padded_grad,
+                        base,
+                        stride,
+                        g,
+                    );
                 }
             }
         }
-        for (terms, weight_grad) in by_channel.iter().zip(weight_grads.chunks_exact_mut(taps)) {
-            for (ky, row) in weight_grad.chunks_exact_mut(row_taps).enumerate() {
-                add_rows::<M>(padded, terms, ky * stride, row);
-            }
+        for (co, weight_grad) in weight_grads.chunks_exact_mut(taps).enumerate() {
+            let terms = &channel_terms[co * channel_room..][..channel_counts[co]];
+            add_filter_rows::<M>(padded, terms, stride, weight_grad, 0, row_taps, g);
         }
     }
 }
 
-/// `row += sum of scale * source[at + offset..][..row.len()]` over `terms` of `(at, scale)`,
-/// in order: each tile of the row (4 vectors of 16 lanes) is summed in registers and
-/// stored once.
+/// [`add_rows`] over a filter's `kernel[0]` rows of `row_taps` values, two at a time: row
+/// `ky` of the sums starts at `dest_at + ky * dest_step` in `dest`, and each term's at
+/// `ky * source_step` past its own offset in `source`.
 #[inline(always)]
-fn add_rows<M: MulAdd>(source: &[f32], terms: &[(usize, f32)], offset: usize, row: &mut [f32]) {
+fn add_filter_rows<M: MulAdd>(
+    source: &[f32],
+    terms: &[(usize, f32)],
+    source_step: usize,
+    dest: &mut [f32],
+    dest_at: usize,
+    dest_step: usize,
+    g: &Geometry,
+) {
+    let (rows, len) = (g.spec.kernel[0], g.row_taps);
+    let row = |ky: usize| (ky * source_step, dest_at + ky * dest_step);
+    for ky in (0..rows).step_by(2) {
+        let (source_at, dest_at) = row(ky);
+        if ky + 1 < rows {
+            let (source_next, dest_next) = row(ky + 1);
+            let rows = ([source_at, source_next], [dest_at, dest_next]);
+            add_rows::<M, 2>(source, terms, rows, dest, len);
+        } else {
+            add_rows::<M, 1>(source, terms, ([source_at], [dest_at]), dest, len);
+        }
+    }
+}
+
+/// For each of `R` rows `(source_at, dest_at)`: `dest[dest_at..][..len] += sum of scale *
+/// source[at + source_at..][..len]` over `terms` of `(at, scale)`, in order. Each tile of
+/// the rows (vectors of 16 lanes) is summed in registers over all terms and stored once;
+/// the rows share each term's scale and give the FMAs `R` times as many independent chains
+/// (with 4 accumulators, their 4-cycle latency kept one FMA pipe of two busy).
+#[inline(always)]
+fn add_rows<M: MulAdd, const R: usize>(
+    source: &[f32],
+    terms: &[(usize, f32)],
+    rows: ([usize; R], [usize; R]),
+    dest: &mut [f32],
+    len: usize,
+) {
     if terms.is_empty() {
         return;
     }
-    let (vectors, rest) = row.as_chunks_mut::<LANES>();
-    let done = add_row_tiles::<M, 4>(source, terms, offset, vectors);
-    add_row_tiles::<M, 1>(source, terms, offset, &mut vectors[done..]);
-    let start = offset + vectors.len() * LANES;
-    for &(at, scale) in terms {
-        for (sum, x) in rest.iter_mut().zip(&source[at + start..]) {
-            *sum = M::mul_add(scale, *x, *sum);
+    let vectors = len / LANES;
+    // 8 accumulators of 16 lanes: 8 registers on AVX-512, 16 (all of them) on AVX2 for R = 2.
+    let mut done = if M::WIDE || R == 1 {
+        add_row_tiles::<M, R, 4>(source, terms, rows, dest, 0, vectors)
+    } else {
+        add_row_tiles::<M, R, 2>(source, terms, rows, dest, 0, vectors)
+    };
+    done += add_row_tiles::<M, R, 1>(source, terms, rows, dest, done, vectors - done);
+    let start = done * LANES;
+    for (source_at, dest_at) in rows.0.into_iter().zip(rows.1) {
+        for &(at, scale) in terms {
+            let source = &source[at + source_at + start..][..len - start];
+            for (sum, x) in dest[dest_at + start..][..len - start]
+                .iter_mut()
+                .zip(source)
+            {
+                *sum = M::mul_add(scale, *x, *sum);
+            }
         }
     }
 }
 
-/// [`add_rows`] over the whole tiles of `V` vectors in `vectors` (from `offset`); returns how
-/// many vectors they covered.
+/// [`add_rows`] over the whole tiles of `V` vectors in `vectors` vectors from vector `from`;
+/// returns how many vectors they covered.
 #[inline(always)]
-fn add_row_tiles<M: MulAdd, const V: usize>(
+fn add_row_tiles<M: MulAdd, const R: usize, const V: usize>(
     source: &[f32],
     terms: &[(usize, f32)],
-    offset: usize,
-    vectors: &mut [[f32; LANES]],
+    (source_rows, dest_rows): ([usize; R], [usize; R]),
+    dest: &mut [f32],
+    from: usize,
+    vectors: usize,
 ) -> usize {
-    let (tiles, _) = vectors.as_chunks_mut::<V>();
-    for (i, tile) in tiles.iter_mut().enumerate() {
-        let mut acc = [[0.0f32; LANES]; V];
+    let tiles = vectors / V;
+    for tile in 0..tiles {
+        let first = (from + tile * V) * LANES;
+        let mut acc = [[[0.0f32; LANES]; V]; R];
         for &(at, scale) in terms {
-            let (x, _) = source[at + offset + i * V * LANES..][..V * LANES].as_chunks::<LANES>();
-            for (acc, x) in acc.iter_mut().zip(x) {
-                *acc = mul_add_lanes::<M>(scale, x, *acc);
+            for (acc, row) in acc.iter_mut().zip(source_rows) {
+                let (x, _) = source[at + row + first..][..V * LANES].as_chunks::<LANES>();
+                for (acc, x) in acc.iter_mut().zip(x) {
+                    *acc = mul_add_lanes::<M>(scale, x, *acc);
+                }
             }
         }
-        add_lanes(tile, &acc);
+        for (acc, row) in acc.iter().zip(dest_rows) {
+            let (sums, _) = dest[row + first..][..V * LANES].as_chunks_mut::<LANES>();
+            add_lanes(sums, acc);
+        }
     }
-    V * tiles.len()
+    tiles * V
 }
 
 /// One candidate's block output, its loss gradient and (when pooling) pooling positions.

@@ -65,6 +65,37 @@ const LANES: usize = 16;
 /// Pixels per register tile: one pooling window.
 const PIXELS: usize = 4;
 
+/// A zeroed scratch buffer whose first value starts a cache line (64 bytes: one AVX-512
+/// vector). Rows of channels-last activations are multiples of 16 values apart, so their
+/// vectors then do not straddle two lines, which halves the rate of a 16-lane load.
+struct LineAligned {
+    values: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl LineAligned {
+    fn zeroed(len: usize) -> Self {
+        let values = vec![0.0; len + LANES - 1];
+        // Past `LANES - 1` only where the pointer cannot be aligned; then unaligned.
+        let start = values.as_ptr().align_offset(64).min(LANES - 1);
+        Self { values, start, len }
+    }
+}
+
+impl std::ops::Deref for LineAligned {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.values[self.start..][..self.len]
+    }
+}
+
+impl std::ops::DerefMut for LineAligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.values[self.start..][..self.len]
+    }
+}
+
 /// Everything about one block's shapes, per candidate.
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
