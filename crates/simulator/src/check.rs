@@ -203,13 +203,7 @@ fn star_stamp(
     let flux: Vec<f32> = science.iter().map(|v| v - stats.sky).collect();
     let (_, peak) = central_peak(&flux);
     let (cx, cy) = centroid(&flux);
-    let detected = snr_difference.filter(|snr| {
-        let image = crate::render::Image {
-            side: STAMP_SIDE,
-            pixels: snr.to_vec(),
-        };
-        centre_value(&image).abs() >= DETECTION_SNR
-    });
+    let detected = snr_difference.filter(|snr| passes_cut(snr));
     Some(StarStamp {
         features: realism::science_features(science, stats.sky, stats.noise),
         residual: detected.map(realism::difference_features),
@@ -223,8 +217,24 @@ fn star_stamp(
     })
 }
 
+/// Whether an SNR-difference stamp passes the detection cut.
+fn passes_cut(snr_difference: &[f32]) -> bool {
+    let image = crate::render::Image {
+        side: STAMP_SIDE,
+        pixels: snr_difference.to_vec(),
+    };
+    centre_value(&image).abs() >= DETECTION_SNR
+}
+
 /// Simulated constant stars (fluxes drawn from the real ones) against every epoch of the
 /// real constant stars: science stamps, and the subtraction residuals that pass the cut.
+///
+/// A real residual is a later epoch subtracted from one of the star's first usable epochs,
+/// each in turn (as many as the real-pixel templates are built from, `template_epochs`):
+/// the stars' fields were observed on the same nights, so against the first epoch alone
+/// every real residual would carry one night's template PSF, and the score would measure
+/// the simulator against that night rather than against HiTS templates. That score is
+/// reported too, as a diagnostic.
 fn realism(
     pipeline: &Pipeline,
     conditions: &Conditions,
@@ -240,6 +250,15 @@ fn realism(
     let mut fluxes = Vec::new();
     let mut fwhm_ratios = Vec::new();
     let mut betas = Vec::new();
+    let template_epochs = config
+        .template_epochs
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    // Detected residuals against the 2nd to last of those epochs, and whether held out.
+    let mut later_templates: Vec<(FeatureVector, bool)> = Vec::new();
     let constant_stars = objects
         .iter()
         .zip(&roles)
@@ -248,9 +267,6 @@ fn realism(
     for ((_, role), exposures) in constant_stars {
         let held_out = *role == Role::HeldOut;
         let exposures: Vec<&Exposure> = exposures.iter().map(|(_, e)| e).collect();
-        let Some((first, later)) = exposures.split_first() else {
-            continue;
-        };
         for e in &exposures {
             fluxes.push(e.flux.iter().sum::<f32>() / e.flux_unit);
             if !held_out {
@@ -258,19 +274,27 @@ fn realism(
                 betas.push(f64::from(e.beta));
             }
         }
-        // One subtraction per later epoch, against the first (the K = 1 template).
-        for e in later {
-            let residual = real_pixels::subtract::subtract(first, e);
-            real.extend(star_stamp(
-                &e.raw,
-                Some(&residual.stamps.snr_difference.pixels),
-                held_out,
-            ));
+        // Single-epoch templates: with the first, each later epoch's science stamp too.
+        for (t, template) in exposures.iter().enumerate().take(template_epochs) {
+            for e in &exposures[t + 1..] {
+                let residual = real_pixels::subtract::subtract(template, e);
+                let snr = &residual.stamps.snr_difference.pixels;
+                if t == 0 {
+                    real.extend(star_stamp(&e.raw, Some(snr), held_out));
+                } else if passes_cut(snr) {
+                    later_templates.push((realism::difference_features(snr), held_out));
+                }
+            }
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(pipeline.seed);
     rng.set_stream(0x7265_616c);
-    let simulated: Vec<StarStamp> = (0..real.len().max(400))
+    // As many simulated stars as real science stamps (at least 400) for the science stamps'
+    // comparison; for the residuals', more where there are more real residuals.
+    let science_stars = real.len().max(400);
+    let real_residual_count =
+        real.iter().filter(|s| s.residual.is_some()).count() + later_templates.len();
+    let all_simulated: Vec<StarStamp> = (0..science_stars.max(real_residual_count))
         .filter_map(|_| {
             let flux = fluxes[rng.random_range(0..fluxes.len())];
             let stamps = crate::candidate::constant_star(conditions, flux, &mut rng);
@@ -289,12 +313,17 @@ fn realism(
             .filter_map(|s| s.residual.clone().map(|r| (r, s.held_out)))
             .unzip()
     };
-    let (real_residuals, residual_folds) = residuals(&real);
-    let (sim_residuals, _) = residuals(&simulated);
+    let (first_template_residuals, first_template_folds) = residuals(&real);
+    let (later_residuals, later_folds): (Vec<_>, Vec<_>) = later_templates.into_iter().unzip();
+    let real_residuals = [first_template_residuals.as_slice(), &later_residuals].concat();
+    let residual_folds = [first_template_folds.as_slice(), &later_folds].concat();
+    let simulated = &all_simulated[..science_stars];
+    let (sim_residuals, _) = residuals(&all_simulated);
+    let (science_sim_residuals, _) = residuals(simulated);
     let scenes = vec![
         realism::scene_realism(
             "constant stars: science stamps",
-            &features(&simulated),
+            &features(simulated),
             &features(&real),
             &folds,
         ),
@@ -303,6 +332,12 @@ fn realism(
             &sim_residuals,
             &real_residuals,
             &residual_folds,
+        ),
+        realism::scene_realism(
+            "residuals, real templates: first epoch only (one night)",
+            &science_sim_residuals,
+            &first_template_residuals,
+            &first_template_folds,
         ),
     ];
 
@@ -347,7 +382,7 @@ fn realism(
             .take(GALLERY_ROWS * 2)
             .collect()
     };
-    let (real_pick, sim_pick) = (pick(&real, 0), pick(&simulated, 0));
+    let (real_pick, sim_pick) = (pick(&real, 0), pick(simulated, 0));
     let panels: Vec<StampPanel> = (0..GALLERY_ROWS)
         .filter(|&row| 2 * row + 1 < real_pick.len() && 2 * row + 1 < sim_pick.len())
         .map(|row| StampPanel {
@@ -375,7 +410,7 @@ fn realism(
     let report = RealismReport {
         scenes,
         distances,
-        detected_fraction_simulated: detected(&simulated),
+        detected_fraction_simulated: detected(simulated),
         detected_fraction_real: detected(&real),
         fwhm_per_seeing_percentiles: [percentile(0.1), percentile(0.5), percentile(0.9)],
         median_beta: median64(&betas),
