@@ -64,13 +64,20 @@ pub struct ValidationScores {
     pub f1: f64,
 }
 
-/// [`ValidationScores`] of `model` (inference mode) on `data`.
+/// [`ValidationScores`] of `model` (inference mode) on `data`, in batches of `batch`.
+///
+/// On the CPU the batches run in parallel, as `Classifier::predict`'s passes do (the dense
+/// layers and the loss are serial within a batch); their losses and counts are added in
+/// batch order, so the scores do not depend on the threads.
 pub fn validation_scores<B: ChannelsLastOps>(
     model: &Classifier<B>,
     data: &Examples,
     batch: usize,
     device: &B::Device,
-) -> Result<ValidationScores, TrainError> {
+) -> Result<ValidationScores, TrainError>
+where
+    Classifier<B>: Sync,
+{
     if data.is_empty() {
         return Ok(ValidationScores {
             loss: f64::NAN,
@@ -78,20 +85,40 @@ pub fn validation_scores<B: ChannelsLastOps>(
             f1: f64::NAN,
         });
     }
-    let (mut loss, mut correct) = (0.0, 0);
-    let mut confusion = Confusion::default();
     let batch = batch.max(1);
-    for (k, labels) in data.labels.chunks(batch).enumerate() {
+    // One batch's logits, loss and correct count.
+    let score = |(k, labels): (usize, &[u8])| -> Result<(Vec<f32>, f64, usize), TrainError> {
         let start = k * batch;
         let x = stamps_tensor::<B>(&data.stamps.range(start..start + labels.len())?, device);
         let logits = model.forward(x);
         let values = logit_values(&logits);
+        let (loss, correct) = loss_and_correct(logits, labels, [1.0, 1.0]);
+        Ok((values, loss.into_scalar().elem::<f64>(), correct))
+    };
+    let scored: Vec<(Vec<f32>, f64, usize)> = if B::chains_blocks() {
+        use rayon::prelude::*;
+        data.labels
+            .par_chunks(batch)
+            .enumerate()
+            .map(score)
+            .collect::<Result<_, _>>()?
+    } else {
+        data.labels
+            .chunks(batch)
+            .enumerate()
+            .map(score)
+            .collect::<Result<_, _>>()?
+    };
+    let (mut loss, mut correct) = (0.0, 0);
+    let mut confusion = Confusion::default();
+    for ((values, batch_loss, batch_correct), labels) in
+        scored.iter().zip(data.labels.chunks(batch))
+    {
         for (i, &l) in labels.iter().enumerate() {
             confusion.add(l == 1, values[2 * i + 1] > values[2 * i]);
         }
-        let (l, c) = loss_and_correct(logits, labels, [1.0, 1.0]);
-        loss += l.into_scalar().elem::<f64>() * labels.len() as f64;
-        correct += c;
+        loss += batch_loss * labels.len() as f64;
+        correct += batch_correct;
     }
     Ok(ValidationScores {
         loss: loss / data.len() as f64,

@@ -123,6 +123,49 @@ fn seed_cnn_learns_a_separable_toy_set() {
         train::validation_scores::<Cpu>(&fitted.model, &val, 32, &Default::default()).unwrap();
     assert_eq!(scores.accuracy, last.val_accuracy);
     assert!(scores.f1 > 0.9, "{scores:?}");
+    validation_scores_are_the_models_predictions(&fitted.model, val);
+}
+
+/// Validation scores, whose batches run in parallel, are those of the model's own
+/// predictions, candidate by candidate, whatever the batch size and the threads.
+fn validation_scores_are_the_models_predictions(model: &model::Classifier<Cpu>, mut val: Examples) {
+    // Labels that differ from batch to batch and from the model's (trained on i % 2): a
+    // batch's predictions paired with another batch's labels would score differently.
+    let n = val.labels.len();
+    val.labels = (0..n).map(|i| u8::from(i % 3 == 0 || i > 40)).collect();
+    let device = Default::default();
+    let p_real = model.predict(&val.stamps.range(0..n).unwrap(), n, &device);
+    let right = |(p, &l): (&f32, &u8)| (*p > 0.5) == (l == 1);
+    let accuracy = p_real.iter().zip(&val.labels).filter(|&c| right(c)).count() as f64 / n as f64;
+    let loss = p_real
+        .iter()
+        .zip(&val.labels)
+        .map(|(&p, &l)| -f64::from(if l == 1 { p } else { 1.0 - p }).ln())
+        .sum::<f64>()
+        / n as f64;
+    assert!(
+        accuracy > 0.2 && accuracy < 0.8,
+        "labels too easy: {accuracy}"
+    );
+    for batch in [7, n] {
+        for threads in [1, 3] {
+            let scores = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| train::validation_scores::<Cpu>(model, &val, batch, &device))
+                .unwrap();
+            assert_eq!(
+                scores.accuracy, accuracy,
+                "batch {batch}, {threads} threads"
+            );
+            assert!(
+                (scores.loss - loss).abs() < 1e-4 * loss,
+                "batch {batch}, {threads} threads: loss {} against {loss}",
+                scores.loss
+            );
+        }
+    }
 }
 
 #[test]
