@@ -250,13 +250,7 @@ fn realism(
     let mut fluxes = Vec::new();
     let mut fwhm_ratios = Vec::new();
     let mut betas = Vec::new();
-    let template_epochs = config
-        .template_epochs
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let template_epochs = config.template_epochs.iter().max().map_or(1, |&k| k.max(1));
     // Detected residuals against the 2nd to last of those epochs, and whether held out.
     let mut later_templates: Vec<(FeatureVector, bool)> = Vec::new();
     let constant_stars = objects

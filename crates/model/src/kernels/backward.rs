@@ -488,7 +488,8 @@ fn add_rows<M: MulAdd, const R: usize>(
         return;
     }
     let vectors = len / LANES;
-    // 8 accumulators of 16 lanes: 8 registers on AVX-512, 16 (all of them) on AVX2 for R = 2.
+    // 4 vectors a row on AVX-512 (8 zmm accumulators for two rows); on AVX2, whose 16-lane
+    // vector is two ymm registers, 4 for one row or 2 for two (8 ymm either way).
     let mut done = if M::WIDE || R == 1 {
         add_row_tiles::<M, R, 4>(source, terms, rows, dest, 0, vectors)
     } else {

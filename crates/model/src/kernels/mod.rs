@@ -67,7 +67,7 @@ const PIXELS: usize = 4;
 
 /// A zeroed scratch buffer whose first value starts a cache line (64 bytes: one AVX-512
 /// vector). Rows of channels-last activations are multiples of 16 values apart, so their
-/// vectors then do not straddle two lines, which halves the rate of a 16-lane load.
+/// vectors then do not straddle two lines (a 16-lane load that does runs at half the rate).
 struct LineAligned {
     values: Vec<f32>,
     start: usize,
