@@ -226,6 +226,29 @@ fn passes_cut(snr_difference: &[f32]) -> bool {
     centre_value(&image).abs() >= DETECTION_SNR
 }
 
+/// One real constant star's epochs, measured for the check: each later epoch's science stamp
+/// with its residual against the first epoch, and the residuals that pass the cut against
+/// each of the 2nd to `template_epochs`-th epochs as single-epoch templates.
+fn real_star(
+    exposures: &[&Exposure],
+    template_epochs: usize,
+    held_out: bool,
+) -> (Vec<StarStamp>, Vec<FeatureVector>) {
+    let (mut stamps, mut later) = (Vec::new(), Vec::new());
+    for (t, template) in exposures.iter().enumerate().take(template_epochs) {
+        for e in &exposures[t + 1..] {
+            let residual = real_pixels::subtract::subtract(template, e);
+            let snr = &residual.stamps.snr_difference.pixels;
+            if t == 0 {
+                stamps.extend(star_stamp(&e.raw, Some(snr), held_out));
+            } else if passes_cut(snr) {
+                later.push(realism::difference_features(snr));
+            }
+        }
+    }
+    (stamps, later)
+}
+
 /// Simulated constant stars (fluxes drawn from the real ones) against every epoch of the
 /// real constant stars: science stamps, and the subtraction residuals that pass the cut.
 ///
@@ -268,18 +291,9 @@ fn realism(
                 betas.push(f64::from(e.beta));
             }
         }
-        // Single-epoch templates: with the first, each later epoch's science stamp too.
-        for (t, template) in exposures.iter().enumerate().take(template_epochs) {
-            for e in &exposures[t + 1..] {
-                let residual = real_pixels::subtract::subtract(template, e);
-                let snr = &residual.stamps.snr_difference.pixels;
-                if t == 0 {
-                    real.extend(star_stamp(&e.raw, Some(snr), held_out));
-                } else if passes_cut(snr) {
-                    later_templates.push((realism::difference_features(snr), held_out));
-                }
-            }
-        }
+        let (stamps, later) = real_star(&exposures, template_epochs, held_out);
+        real.extend(stamps);
+        later_templates.extend(later.into_iter().map(|features| (features, held_out)));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(pipeline.seed);
     rng.set_stream(0x7265_616c);
@@ -612,6 +626,42 @@ mod tests {
         );
         let fwhm = stats.fwhm.unwrap();
         assert!((4.0..6.0).contains(&fwhm), "{fwhm}");
+    }
+
+    /// A shipped constant star: against the first epoch only, every later epoch gives its
+    /// science stamp and no other residual; with three template epochs the same stamps, and
+    /// the detected residuals against the second and third epochs besides.
+    #[test]
+    fn real_residuals_come_from_each_template_epoch() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/hits2015/real_science_sequences.csv");
+        let star: Vec<_> = read_sequences(&path)
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.name == "Blind15A_04_N12_365_1704_g")
+            .collect();
+        assert_eq!(star.len(), 1);
+        let conditions = Conditions::embedded().unwrap();
+        let (measured, _) = real_pixels::measure_all(&star, &[Role::Calibration], &conditions);
+        let exposures: Vec<&Exposure> = measured[0].iter().map(|(_, e)| e).collect();
+        assert!(exposures.len() > 5, "{} epochs", exposures.len());
+        let features = |stamps: &[StarStamp]| -> Vec<FeatureVector> {
+            stamps.iter().map(|s| s.features.clone()).collect()
+        };
+        let (first, none) = real_star(&exposures, 1, false);
+        assert!(none.is_empty());
+        assert_eq!(first.len(), exposures.len() - 1);
+        let (same, later) = real_star(&exposures, 3, false);
+        assert_eq!(features(&same), features(&first));
+        let expected: Vec<FeatureVector> = (1..3)
+            .flat_map(|t| exposures[t + 1..].iter().map(move |e| (t, e)))
+            .map(|(t, e)| real_pixels::subtract::subtract(exposures[t], e))
+            .map(|r| r.stamps.snr_difference.pixels)
+            .filter(|snr| passes_cut(snr))
+            .map(|snr| realism::difference_features(&snr))
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(later, expected);
     }
 
     #[test]
