@@ -105,7 +105,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Score `raw` channel-major stamps both ways, [`BATCH`] at a time.
+    /// Score `raw` channel-major stamps both ways, `BATCH` at a time.
     pub fn run(
         runner: &OnnxRunner,
         path: &Path,

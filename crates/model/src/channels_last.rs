@@ -1,5 +1,5 @@
 //! A burn backend extension: fused channels-last convolution blocks (convolution, pooling,
-//! bias and activation in one op) with the CPU [`kernels`](crate::kernels), differentiable
+//! bias and activation in one op) with the CPU [`crate::kernels`], differentiable
 //! through `Autodiff`.
 //!
 //! [`ChannelsLastOps`] is implemented for the CPU backend, where it replaces burn's

@@ -1,5 +1,5 @@
-//! A candidate: a scene of its kind ([`crate::scene`]) observed and subtracted
-//! ([`crate::render::subtract`]) into the four stamps (template, science, difference,
+//! A candidate: a scene of its kind (`scene`) observed and subtracted
+//! (`render::subtract`) into the four stamps (template, science, difference,
 //! SNR-difference), redrawn until it passes the detection cut.
 
 use rand_chacha::ChaCha8Rng;

@@ -1,5 +1,5 @@
 //! Square images on a canvas centred on the stamp (sources, convolution, noise, saturation),
-//! and [`subtract`]: a scene observed in two epochs and subtracted as HiTS did.
+//! and `subtract`: a scene observed in two epochs and subtracted as HiTS did.
 
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;

@@ -362,7 +362,7 @@ trait Kernel {
 }
 
 /// An instruction set the kernels are compiled for. Only [`InstructionSet::available`] makes
-/// one, after checking that this CPU runs it, so [`dispatch`] may rely on it.
+/// one, after checking that this CPU runs it, so the kernels' dispatch may rely on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstructionSet(Isa);
 

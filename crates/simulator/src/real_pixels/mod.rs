@@ -3,7 +3,7 @@
 //!
 //! For each object and each entry K of `template_epochs`, the template is the mean of its
 //! first K usable epochs (registered and flux-scaled), and every later epoch is a science
-//! image subtracted from it ([`subtract`]). The candidates are:
+//! image subtracted from it ([`subtract()`]). The candidates are:
 //! - bogus: a constant star's difference that passes the detection cut (|SNR| ≥ 5 within
 //!   2 px of the centre): a real subtraction residual;
 //! - real: an RR Lyrae or eclipsing binary epoch that passes the cut brighter by at least
