@@ -66,8 +66,9 @@ const LANES: usize = 16;
 const PIXELS: usize = 4;
 
 /// A zeroed scratch buffer whose first value starts a cache line (64 bytes: one AVX-512
-/// vector). Rows of channels-last activations are multiples of 16 values apart, so their
-/// vectors then do not straddle two lines (a 16-lane load that does runs at half the rate).
+/// vector). Where a block has a multiple of 16 input channels (SeedCnn's later blocks), its
+/// pixels' rows then start on a line, and their 16-lane loads do not straddle two lines (a
+/// load that does runs at half the rate).
 struct LineAligned {
     values: Vec<f32>,
     start: usize,
